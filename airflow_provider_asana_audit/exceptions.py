@@ -1,0 +1,69 @@
+"""
+The package's one family of errors.
+
+Every error derives from :class:`AsanaAuditLogError`, itself an Airflow exception. Errors that a task
+retry cannot cure (bad input, a refused token, an unknown workspace) also derive from
+``AirflowFailException``, so Airflow fails the task at once instead of retrying it. Messages say what
+went wrong and what to change; none ever contains the token.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+
+class AsanaAuditLogError(AirflowException):
+    """Base class of every error raised by this provider."""
+
+
+class AsanaAuditLogConfigError(AsanaAuditLogError, AirflowFailException):
+    """The arguments or the connection are wrong; nothing was requested. The message says what to change."""
+
+
+class AsanaAuditLogRetentionError(AsanaAuditLogConfigError):
+    """The requested interval lies where Asana keeps no events (older than 90 days or before 2021-10-08)."""
+
+
+class AsanaAuditLogAPIError(AsanaAuditLogError):
+    """
+    Asana answered with an error.
+
+    :param status: the HTTP status code.
+    :param message: Asana's own message (``errors[0].message``), or a description of the response.
+    :param hint: what the user should change, if known.
+    """
+
+    def __init__(self, status: int, message: str, hint: str = "") -> None:
+        self.status = status
+        self.asana_message = message
+        self.hint = hint
+        text = f"Asana returned HTTP {status}: {message}"
+        super().__init__(f"{text}. {hint}" if hint else text)
+
+
+class AsanaAuditLogPermanentAPIError(AsanaAuditLogAPIError, AirflowFailException):
+    """An error response that repeating the request cannot cure (400, 401, 402, 403, 404, 451...)."""
+
+
+class AsanaAuditLogAuthError(AsanaAuditLogPermanentAPIError):
+    """401, 402 or 403: the token is wrong, or it has no access to the audit log API."""
+
+
+class AsanaAuditLogNotFoundError(AsanaAuditLogPermanentAPIError):
+    """404: the workspace gid (or the API URL) is wrong."""
+
+
+class AsanaAuditLogBadRequestError(AsanaAuditLogPermanentAPIError):
+    """400: Asana rejected a parameter."""
+
+
+class AsanaAuditLogInvalidOffsetError(AsanaAuditLogBadRequestError):
+    """400 for the ``offset`` parameter: the pagination token expired or is not valid for this query."""
+
+
+class AsanaAuditLogRetriesExhaustedError(AsanaAuditLogError):
+    """
+    Transient failures (429, 5xx, broken connections, bad bodies) outlasted the retry budget.
+
+    This is not a permanent failure: Airflow's own task retries may still succeed later.
+    """

@@ -1,0 +1,82 @@
+"""What Airflow reads about this provider: its modules, its connection type and the connection form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_asana_audit import __version__
+
+CONN_TYPE = "asana_audit_log"
+HOOK_NAME = "Asana Audit Log"
+HOOK_CLASS = "airflow_provider_asana_audit.hooks.audit_log.AsanaAuditLogHook"
+
+#: The custom form fields, stored in the connection's extra (Airflow 3.2+ reads this declaration;
+#: the hook's ``get_connection_form_widgets`` derives the 2.11 / 3.0 / 3.1 form from it).
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "workspace_gid": {
+        "label": "Workspace GID",
+        "description": "The gid of the Asana workspace or organisation whose audit log is read.",
+        "schema": {"type": ["string", "null"], "pattern": "^[0-9]+$"},
+    },
+}
+HIDDEN_FIELDS = ["schema", "port", "login", "extra"]
+RELABELING = {"password": "Service account token", "host": "API base URL"}
+PLACEHOLDERS = {
+    "password": "Asana service account token (Enterprise / Enterprise+)",
+    "host": "https://app.asana.com/api/1.0 (leave empty for this default)",
+    "workspace_gid": "1200000000000001",
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider description that Airflow's providers manager reads."""
+    return {
+        "package-name": "airflow-provider-asana-audit",
+        "name": "Asana Audit Log",
+        "description": "Export, backfill and watch Asana's audit log (Audit Log API) with Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Asana Audit Log",
+                "external-doc-url": "https://developers.asana.com/reference/audit-log-api",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Asana Audit Log",
+                "python-modules": ["airflow_provider_asana_audit.hooks.audit_log"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Asana Audit Log",
+                "python-modules": ["airflow_provider_asana_audit.operators.audit_log"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Asana Audit Log",
+                "python-modules": ["airflow_provider_asana_audit.sensors.audit_log"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Asana Audit Log",
+                "python-modules": ["airflow_provider_asana_audit.triggers.audit_log"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": HOOK_CLASS,
+                "hook-name": HOOK_NAME,
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": HIDDEN_FIELDS,
+                    "relabeling": RELABELING,
+                    "placeholders": PLACEHOLDERS,
+                },
+            }
+        ],
+    }

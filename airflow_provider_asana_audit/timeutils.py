@@ -1,0 +1,65 @@
+"""
+The one place where instants are parsed and formatted.
+
+Asana speaks ISO 8601 with millisecond precision (``2024-05-14T09:22:05.004Z``). Every caller, the
+client, the operator, the sensor and the stand-in, goes through :func:`parse_instant` and
+:func:`format_instant`, so an instant read from an event and sent back as ``start_at`` is the same
+instant to the millisecond.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+#: Asana keeps no audit events before this instant.
+AUDIT_LOG_EPOCH = datetime(2021, 10, 8, tzinfo=timezone.utc)
+#: Asana deletes audit events this long after they were created.
+RETENTION = timedelta(days=90)
+
+
+def parse_instant(value: datetime | str, *, name: str = "value") -> datetime:
+    """
+    Return ``value`` as an aware UTC datetime.
+
+    :param value: an aware ``datetime`` (pendulum included) or an ISO 8601 string with a UTC offset
+        or ``Z``.
+    :param name: the parameter's name, for the error message.
+    :raises ValueError: for naive datetimes, strings without an offset and unparsable strings.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"{name}={value!r} is not an ISO 8601 date-time; use e.g. '2024-05-14T00:00:00Z'"
+            ) from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise ValueError(f"{name} must be a timezone-aware datetime or an ISO 8601 string, not {type(value)}")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(
+            f"{name}={value!r} has no timezone; pass an aware datetime or a string ending in 'Z' or '+00:00'"
+        )
+    utc = parsed.astimezone(timezone.utc)  # a plain datetime even when given a pendulum one
+    return datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=timezone.utc)
+
+
+def format_instant(value: datetime) -> str:
+    """
+    Format an aware datetime the way Asana does: UTC, ``Z``, milliseconds.
+
+    Microseconds are kept when they are not whole milliseconds, so no instant is ever rounded.
+    """
+    utc = parse_instant(value)
+    spec = "milliseconds" if utc.microsecond % 1000 == 0 else "microseconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def retention_start(now: datetime | None = None) -> datetime:
+    """The oldest instant Asana still holds events for at ``now``."""
+    now = parse_instant(now) if now is not None else datetime.now(timezone.utc)
+    return max(AUDIT_LOG_EPOCH, now - RETENTION)

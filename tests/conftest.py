@@ -1,0 +1,61 @@
+"""
+Shared test set-up.
+
+Airflow reads ``AIRFLOW_HOME`` when it is first imported, so a private, temporary home is set here,
+before any test module imports Airflow. Tests that need the metadata database (SQLite in that home)
+ask for the ``airflow_db`` fixture, which migrates it once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="asana-audit-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
+os.environ.pop("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", None)
+(_HOME / "dags").mkdir(exist_ok=True)
+
+from airflow_provider_asana_audit.testing import FakeAsana  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """The temporary ``AIRFLOW_HOME`` of this test session."""
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def airflow_db(airflow_home: Path) -> Path:
+    """A migrated SQLite metadata database in the session's ``AIRFLOW_HOME``."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    return airflow_home / "airflow.db"
+
+
+@pytest.fixture
+def standin() -> Iterator[FakeAsana]:
+    """A running stand-in on 127.0.0.1 with a week of generated events (small, for speed)."""
+    with FakeAsana(seed=7, events_per_day=60) as fake:
+        yield fake
+
+
+@pytest.fixture
+def asana_conn(standin: FakeAsana, monkeypatch: pytest.MonkeyPatch) -> FakeAsana:
+    """``asana_audit_log_default`` pointing at the stand-in, through the environment like a user would."""
+    monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", standin.connection_json())
+    return standin

@@ -1,0 +1,422 @@
+"""The plain client against the stand-in on 127.0.0.1: the stand-in's ground truth is the oracle."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+import requests
+
+from airflow_provider_asana_audit import __version__
+from airflow_provider_asana_audit.client import (
+    AsanaAuditLogClient,
+    AuditLogQuery,
+    RateLimiter,
+    RetryPolicy,
+    _retry_after,
+    check_base_url,
+)
+from airflow_provider_asana_audit.exceptions import (
+    AsanaAuditLogAuthError,
+    AsanaAuditLogBadRequestError,
+    AsanaAuditLogConfigError,
+    AsanaAuditLogInvalidOffsetError,
+    AsanaAuditLogNotFoundError,
+    AsanaAuditLogRetriesExhaustedError,
+)
+from airflow_provider_asana_audit.testing import FakeAsana, Fault, make_event
+from airflow_provider_asana_audit.timeutils import format_instant
+
+FAST_RETRY = RetryPolicy(max_attempts=6, max_elapsed=30, backoff_base=0.01, backoff_max=0.05)
+# Midnight three days ago: inside the stand-in's generated range and Asana's retention, whenever run.
+T0 = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+
+
+def event(gid: str, created_at: str) -> dict:
+    return make_event(random.Random(gid), gid=gid, created_at=created_at)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAsana]:
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    with FakeAsana(seed=11, start=now - timedelta(days=2), end=now, events_per_day=150) as server:
+        yield server
+
+
+def make_client(fake: FakeAsana, **kwargs: object) -> AsanaAuditLogClient:
+    options: dict[str, object] = {
+        "token": fake.token,
+        "workspace_gid": fake.workspace_gid,
+        "base_url": fake.base_url,
+        "retry": FAST_RETRY,
+        **kwargs,
+    }
+    return AsanaAuditLogClient(**options)  # type: ignore[arg-type]
+
+
+def read_all(client: AsanaAuditLogClient, query: AuditLogQuery | None = None) -> list[dict]:
+    return list(client.iter_events(query or AuditLogQuery(page_size=7)))
+
+
+# --- pagination and the stream contract ---------------------------------------------------------
+
+
+def test_reads_every_event_once_in_order_field_for_field(fake: FakeAsana) -> None:
+    events = read_all(make_client(fake))
+    assert len(events) > 200
+    assert events == fake.ground_truth()
+
+
+def test_stops_at_the_first_empty_page_although_next_page_is_never_null(fake: FakeAsana) -> None:
+    client = make_client(fake)
+    pages = list(client.iter_pages(AuditLogQuery(page_size=100)))
+    assert pages[-1].events == []
+    assert pages[-1].next_offset is not None  # the stream contract: Asana still offers a next page
+    assert fake.stats.requests == len(pages)
+
+
+def test_stops_after_one_request_when_nothing_matches(fake: FakeAsana) -> None:
+    client = make_client(fake)
+    pages = list(client.iter_pages(AuditLogQuery(event_type="no_such_event_type")))
+    assert len(pages) == 1
+    assert pages[0].events == []
+    assert pages[0].next_offset is None
+    assert fake.stats.requests == 1
+
+
+def test_window_includes_its_start_and_excludes_its_end(fake: FakeAsana) -> None:
+    start, end = T0, T0 + timedelta(hours=1)
+    at_start = event("9000000000000001", format_instant(start))
+    inside = event("9000000000000002", format_instant(start + timedelta(minutes=5)))
+    at_end = event("9000000000000003", format_instant(end))
+    before = event("9000000000000004", format_instant(start - timedelta(milliseconds=1)))
+    fake.add_events([at_start, inside, at_end, before])
+    gids = [e["gid"] for e in read_all(make_client(fake), AuditLogQuery(start_at=start, end_at=end))]
+    assert gids == ["9000000000000001", "9000000000000002"]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"event_type": "user_login_failed"},
+        {"actor_type": "asana_support"},
+        {"resource_gid": "from-ground-truth"},
+        {"actor_gid": "from-ground-truth"},
+    ],
+    ids=["event_type", "actor_type", "resource_gid", "actor_gid"],
+)
+def test_each_filter_returns_exactly_the_matching_events(fake: FakeAsana, filters: dict[str, str]) -> None:
+    sample = fake.ground_truth()[5]
+    if filters.get("resource_gid"):
+        filters = {"resource_gid": sample["resource"]["gid"]}
+    if filters.get("actor_gid"):
+        filters = {"actor_gid": sample["actor"]["gid"]}
+    expected = fake.ground_truth(**filters)
+    assert expected, "the filter should match something in the generated data"
+    assert read_all(make_client(fake), AuditLogQuery(page_size=5, **filters)) == expected
+
+
+def test_events_sharing_a_created_at_across_a_page_boundary_are_each_read_once(fake: FakeAsana) -> None:
+    instant = format_instant(T0 + timedelta(hours=3))
+    same = [event(f"91000000000000{i:02d}", instant) for i in range(7)]
+    fake.add_events(same)
+    query = AuditLogQuery(start_at=T0, end_at=T0 + timedelta(days=1), page_size=3)
+    events = read_all(make_client(fake), query)
+    assert events == fake.ground_truth(T0, T0 + timedelta(days=1))
+    assert sorted(e["gid"] for e in events if e["created_at"] == instant) == [e["gid"] for e in same]
+
+
+def test_iteration_is_lazy_one_request_per_page(fake: FakeAsana) -> None:
+    events = make_client(fake).iter_events(AuditLogQuery(page_size=10))
+    first = [next(events) for _ in range(10)]
+    assert first == fake.ground_truth()[:10]
+    assert fake.stats.requests == 1
+
+
+def test_polling_the_last_offset_returns_events_appended_later(fake: FakeAsana) -> None:
+    client = make_client(fake)
+    query = AuditLogQuery(start_at=datetime.now(timezone.utc) - timedelta(hours=1))
+    last = list(client.iter_pages(query))[-1]
+    appended = fake.append_events(3)
+    later = list(client.iter_pages(query, offset=last.next_offset))
+    assert [e["gid"] for page in later for e in page.events] == [e["gid"] for e in appended]
+
+
+def test_a_rejected_starting_offset_raises_since_there_is_nothing_to_resume_from(fake: FakeAsana) -> None:
+    with pytest.raises(AsanaAuditLogInvalidOffsetError, match="offset"):
+        list(make_client(fake).iter_pages(AuditLogQuery(), offset="forged-offset"))
+
+
+# --- offset recovery ----------------------------------------------------------------------------
+
+
+def test_an_expired_offset_mid_window_resumes_without_loss_or_repeat(fake: FakeAsana) -> None:
+    instant = format_instant(T0 + timedelta(hours=2))
+    fake.add_events([event(f"92000000000000{i:02d}", instant) for i in range(6)])
+    fake.inject(Fault.EXPIRE_OFFSET, count=3)
+    query = AuditLogQuery(start_at=T0, end_at=T0 + timedelta(days=1), page_size=4)
+    assert read_all(make_client(fake), query) == fake.ground_truth(T0, T0 + timedelta(days=1))
+    assert fake.stats.faults_served[Fault.EXPIRE_OFFSET] == 3
+
+
+def test_offsets_that_expire_while_the_consumer_is_slow_are_recovered_exactly() -> None:
+    with FakeAsana(seed=3, events_per_day=120, offset_ttl=0.2) as fake:
+        events = []
+        for number, page in enumerate(make_client(fake).iter_pages(AuditLogQuery(page_size=25))):
+            events.extend(page.events)
+            if number % 3 == 0:
+                time.sleep(0.3)  # a slow writer downstream: the next offset has expired
+        assert events == fake.ground_truth()
+        assert fake.stats.by_status[400] > 0
+
+
+def test_an_offset_that_keeps_failing_without_progress_gives_up(fake: FakeAsana) -> None:
+    instant = format_instant(T0 + timedelta(hours=1))
+    fake.add_events([event(f"93000000000000{i:02d}", instant) for i in range(5)])
+    fake.inject(Fault.EXPIRE_OFFSET, count=100)
+    query = AuditLogQuery(start_at=T0, end_at=T0 + timedelta(hours=2), page_size=2)
+    with pytest.raises(AsanaAuditLogInvalidOffsetError):
+        read_all(make_client(fake), query)
+
+
+# --- retries -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.SERVER_ERROR_500,
+        Fault.BAD_GATEWAY_502,
+        Fault.UNAVAILABLE_503,
+        Fault.GATEWAY_TIMEOUT_504,
+        Fault.DROP,
+        Fault.TRUNCATE,
+        Fault.NOT_JSON,
+    ],
+)
+def test_transient_faults_mid_window_are_retried_and_the_result_is_exact(
+    fake: FakeAsana, fault: Fault
+) -> None:
+    fake.inject(fault, count=2, when=lambda request: request.has_offset)
+    assert read_all(make_client(fake), AuditLogQuery(page_size=50)) == fake.ground_truth()
+    assert fake.stats.faults_served[fault] == 2
+
+
+def test_a_slow_response_past_the_read_timeout_is_retried(
+    fake: FakeAsana, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject(Fault.SLOW, delay=1.0)
+    client = make_client(fake, read_timeout=0.3)
+    assert read_all(client, AuditLogQuery(page_size=100)) == fake.ground_truth()
+    assert "ReadTimeout" in caplog.text
+
+
+def test_429_waits_at_least_retry_after_before_the_next_request(fake: FakeAsana) -> None:
+    fake.inject(Fault.RATE_LIMIT, retry_after=1)
+    client = make_client(fake)
+    client.get_page(AuditLogQuery(page_size=1))
+    first, second = fake.requests[0], fake.requests[1]
+    assert first.status == 429
+    assert second.status == 200
+    assert second.time - first.time >= 1.0
+
+
+def test_a_429_holds_back_every_client_sharing_the_token_limiter(fake: FakeAsana) -> None:
+    limiter = RateLimiter(6000)
+    first, second = make_client(fake, rate_limiter=limiter), make_client(fake, rate_limiter=limiter)
+    fake.inject(Fault.RATE_LIMIT, retry_after=1)
+    worker = threading.Thread(target=first.get_page, args=(AuditLogQuery(page_size=1),))
+    worker.start()
+    while not fake.requests:
+        time.sleep(0.01)
+    time.sleep(0.1)  # let the first client read its 429 and pause the limiter
+    second.get_page(AuditLogQuery(page_size=1))
+    worker.join()
+    rejected = fake.requests[0]
+    assert rejected.status == 429
+    assert all(r.time - rejected.time >= 1.0 for r in fake.requests[1:])
+
+
+def test_retries_are_bounded_by_max_attempts(fake: FakeAsana) -> None:
+    fake.inject(Fault.UNAVAILABLE_503, count=50)
+    client = make_client(fake, retry=RetryPolicy(max_attempts=3, backoff_base=0.01))
+    with pytest.raises(AsanaAuditLogRetriesExhaustedError, match=r"3 times.*HTTP 503"):
+        client.get_page(AuditLogQuery())
+    assert fake.stats.requests == 3
+
+
+def test_retries_are_bounded_by_total_time(fake: FakeAsana) -> None:
+    fake.inject(Fault.RATE_LIMIT, count=50, retry_after=30)
+    client = make_client(fake, retry=RetryPolicy(max_attempts=10, max_elapsed=5))
+    started = time.monotonic()
+    with pytest.raises(AsanaAuditLogRetriesExhaustedError, match="Retry-After: 30"):
+        client.get_page(AuditLogQuery())
+    assert time.monotonic() - started < 5
+    assert fake.stats.requests == 1
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    response = requests.Response()
+    response.headers["Retry-After"] = "7"
+    assert _retry_after(response) == 7
+    response.headers["Retry-After"] = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=60))
+    assert 55 < (_retry_after(response) or 0) <= 60
+    response.headers["Retry-After"] = "soon"
+    assert _retry_after(response) is None
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    policy = RetryPolicy(backoff_base=1, backoff_max=8)
+    for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (4, 8), (9, 8)]:
+        waits = {policy.backoff(attempt) for _ in range(20)}
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(waits) > 1
+
+
+# --- permanent errors ----------------------------------------------------------------------------
+
+
+def test_a_wrong_token_fails_at_once_with_a_hint_and_without_the_token(fake: FakeAsana) -> None:
+    client = make_client(fake, token="wrong-secret-token-value")
+    with pytest.raises(AsanaAuditLogAuthError) as raised:
+        client.get_page(AuditLogQuery())
+    assert raised.value.status == 401
+    assert "service account token" in str(raised.value)
+    assert "wrong-secret-token-value" not in str(raised.value)
+    assert fake.stats.requests == 1
+
+
+@pytest.mark.parametrize("status", [402, 403])
+def test_a_token_without_audit_log_access_says_a_service_account_is_needed(status: int) -> None:
+    with FakeAsana(events_per_day=5, denied_tokens={"personal-token": status}) as fake:
+        client = make_client(fake, token="personal-token")
+        with pytest.raises(AsanaAuditLogAuthError, match="service account") as raised:
+            client.get_page(AuditLogQuery())
+        assert raised.value.status == status
+        assert "personal-token" not in str(raised.value)
+
+
+def test_an_unknown_workspace_fails_at_once_naming_the_extra_to_fix(fake: FakeAsana) -> None:
+    client = make_client(fake, workspace_gid="1999999999999999")
+    with pytest.raises(AsanaAuditLogNotFoundError, match="workspace_gid") as raised:
+        client.get_page(AuditLogQuery())
+    assert "Unknown object" in str(raised.value)  # Asana's own message is kept
+    assert fake.stats.requests == 1
+
+
+def test_a_rejected_parameter_fails_at_once_with_asanas_message(fake: FakeAsana) -> None:
+    client = make_client(fake)
+    fake.inject(Fault.EXPIRE_OFFSET)  # must not be consumed: no offset sent
+    with pytest.raises(AsanaAuditLogBadRequestError, match="offset"):
+        client.get_page(AuditLogQuery(), offset="not-issued-by-asana")
+
+
+# --- validation before any request ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"page_size": 0}, "page_size=0 is out of range"),
+        ({"page_size": 101}, "1 to 100"),
+        ({"actor_type": "robot"}, "not one of Asana's actor types"),
+        ({"actor_type": "user", "actor_gid": "1"}, "cannot be combined"),
+        ({"start_at": T0, "end_at": T0}, "must be before end_at"),
+        ({"start_at": datetime(2026, 1, 1)}, "has no timezone"),
+        ({"end_at": "yesterday"}, "not an ISO 8601"),
+        ({"start_at": "2026-01-01T00:00:00"}, "has no timezone"),
+        ({"event_type": ""}, "non-empty string"),
+    ],
+)
+def test_invalid_queries_are_refused_before_any_request(kwargs: dict, message: str) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match=message):
+        AuditLogQuery(**kwargs)
+
+
+def test_pendulum_datetimes_and_offsets_are_normalised_to_utc() -> None:
+    pendulum = pytest.importorskip("pendulum")
+    query = AuditLogQuery(
+        start_at=pendulum.datetime(2026, 11, 20, 1, tz="Europe/Paris"), end_at="2026-11-21T00:00:00.250+00:00"
+    )
+    assert query.params()["start_at"] == "2026-11-20T00:00:00.000Z"
+    assert query.params()["end_at"] == "2026-11-21T00:00:00.250Z"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://app.asana.com/api/1.0", "http://10.0.0.5:8080/api/1.0", "ftp://example.com", "app.asana.com"],
+)
+def test_the_token_is_never_sent_over_plain_http_except_to_loopback(url: str) -> None:
+    with pytest.raises(AsanaAuditLogConfigError):
+        check_base_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://app.asana.com/api/1.0/",
+        "http://127.0.0.1:8765/api/1.0",
+        "http://[::1]:1/x",
+        "http://localhost",
+    ],
+)
+def test_https_and_loopback_urls_are_accepted(url: str) -> None:
+    assert check_base_url(url) == url.rstrip("/")
+
+
+def test_a_non_numeric_workspace_gid_is_refused(fake: FakeAsana) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match="workspace_gid"):
+        make_client(fake, workspace_gid="My Workspace")
+
+
+# --- what is sent --------------------------------------------------------------------------------
+
+
+def test_requests_name_the_package_and_never_record_the_token_elsewhere(fake: FakeAsana) -> None:
+    client = make_client(fake)
+    client.get_page(AuditLogQuery(page_size=1))
+    request = fake.requests[0]
+    assert request.headers["User-Agent"].startswith(f"airflow-provider-asana-audit/{__version__}")
+    assert fake.token not in repr(client)
+    assert fake.token not in str(request.params)
+    assert not any(fake.token in str(value) for value in vars(client).values())
+
+
+# --- the shared rate limiter ---------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_rate_limiter_spaces_requests_to_the_rate_after_a_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(120, burst=2, clock=clock, sleep=clock.sleep)
+    for _ in range(6):
+        limiter.acquire()
+    assert clock.now == pytest.approx(2.0)  # 2 free, then 4 at 2/s
+
+
+def test_rate_limiter_pause_holds_everyone_back() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(6000, clock=clock, sleep=clock.sleep)
+    limiter.pause(3)
+    limiter.acquire()
+    assert clock.now >= 3
+
+
+def test_clients_of_one_token_share_one_limiter() -> None:
+    assert RateLimiter.for_token("a", 100) is RateLimiter.for_token("a", 100)
+    assert RateLimiter.for_token("a", 100) is not RateLimiter.for_token("b", 100)

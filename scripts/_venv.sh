@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 
 ensure_uv() {
-  if command -v uv >/dev/null 2>&1; then UV="$(command -v uv)"; return; fi
+  # Our own uv, not whatever the machine has: the same tool on every machine and in CI.
   if [ ! -x "$ROOT/.venv/tools/bin/uv" ]; then
     echo "==> installing uv (a fast pip) into .venv/tools"
     "$PYTHON" -m venv "$ROOT/.venv/tools"

@@ -21,7 +21,6 @@ _HOME = Path(tempfile.mkdtemp(prefix="asana-audit-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ.pop("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", None)
 (_HOME / "dags").mkdir(exist_ok=True)

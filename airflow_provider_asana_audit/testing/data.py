@@ -117,7 +117,7 @@ _USERS: tuple[tuple[str, str, str], ...] = (
     ("1200000000000106", "Ahmed Al-Farsi", "ahmed@example.com"),
     ("1200000000000107", "Björk Guðmundsdóttir", "bjork@example.is"),
     ("1200000000000108", "Priya Raman", "priya@example.in"),
-    ("1200000000000109", "Sam \"Ops\" Lee 🛠️", "sam.lee@example.com"),
+    ("1200000000000109", 'Sam "Ops" Lee 🛠️', "sam.lee@example.com"),
     ("1200000000000110", "田中 花子", "hanako.tanaka@example.jp"),
     ("1200000000000111", "Chloé Dubois", "chloe@example.fr"),
 )
@@ -177,7 +177,7 @@ def _resource_gid(resource_type: str, index: int) -> str:
         "project": 1205000000000000,
         "portfolio": 1204000000000000,
         "team": 1203000000000000,
-        "attachment": 1207000000000000,
+        "attachment": 1204500000000000,
         "app": 1202000000000000,
         "service_account": 1201000000000000,
     }[resource_type]
@@ -207,13 +207,23 @@ def _resource(rng: random.Random, event_type: EventType, workspace_gid: str) -> 
     kind = event_type.resource_type
     subtype = rng.choice(_SUBTYPES[kind])
     if kind == "workspace":
-        return {"resource_type": kind, "resource_subtype": subtype, "gid": workspace_gid, "name": "Acme Corp 🌍"}
+        return {
+            "resource_type": kind,
+            "resource_subtype": subtype,
+            "gid": workspace_gid,
+            "name": "Acme Corp 🌍",
+        }
     if kind == "user":
         gid, name, email = rng.choice(_USERS)
         return {"resource_type": kind, "resource_subtype": subtype, "gid": gid, "name": name, "email": email}
     names = _NAMES[kind]
     index = rng.randrange(len(names))
-    return {"resource_type": kind, "resource_subtype": subtype, "gid": _resource_gid(kind, index), "name": names[index]}
+    return {
+        "resource_type": kind,
+        "resource_subtype": subtype,
+        "gid": _resource_gid(kind, index),
+        "name": names[index],
+    }
 
 
 def _context(rng: random.Random, actor: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import bisect
 import collections
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -66,6 +67,8 @@ from airflow_provider_asana_audit.timeutils import parse_instant, retention_star
 __all__ = [
     "CONN_TYPE",
     "DEFAULT_TOKEN",
+    "INVALID_OFFSET_MESSAGE",
+    "MAX_LIMIT",
     "FakeAsana",
     "Fault",
     "ParsedRequest",
@@ -259,7 +262,14 @@ class _Filters:
     resource_gid: str | None = None
 
     def as_json(self) -> list[Any]:
-        return [self.start_us, self.end_us, self.event_type, self.actor_type, self.actor_gid, self.resource_gid]
+        return [
+            self.start_us,
+            self.end_us,
+            self.event_type,
+            self.actor_type,
+            self.actor_gid,
+            self.resource_gid,
+        ]
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         if self.event_type is not None and event.get("event_type") != self.event_type:
@@ -346,10 +356,8 @@ class _Server(ThreadingHTTPServer):
         with self._active_lock:
             active = dict(self._active)
         for sock in active.values():
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         deadline = time.monotonic() + timeout
         for thread in active:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -358,11 +366,14 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeAsana/1.0"
-    sys_version = ""
     timeout = 30  # idle keep-alive connections are closed after this many seconds
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms delayed ACKs
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.fake.verbose:
             super().log_message(format, *args)
 
@@ -553,10 +564,12 @@ class FakeAsana:
         The URI form of the connection, built as Airflow's ``Connection.get_uri()`` builds it.
 
         The host carries a protocol and a path, so it is written as ``asana-audit-log://http://...``
-        with the rest of the host quoted; Airflow parses it back to ``host=<base_url>``.
+        with the rest of the host quoted; Airflow parses it back to ``host=<base_url>``. The extra is
+        sent whole as ``__extra__``: Airflow 3 JSON-decodes flat query values, which would turn the
+        all-digit ``workspace_gid`` into an ``int``.
         """
         protocol, rest = self.base_url.split("://", 1)
-        query = urlencode({"workspace_gid": self.workspace_gid})
+        query = urlencode({"__extra__": json.dumps({"workspace_gid": self.workspace_gid})})
         return (
             f"{CONN_TYPE.replace('_', '-')}://{protocol}://:{quote(self.token, safe='')}@"
             f"{quote(rest, safe='')}/?{query}"
@@ -776,10 +789,9 @@ class FakeAsana:
                 response = self._error(500, f"Server Error ({type(exc).__name__})")
 
         truncate = fault is Fault.TRUNCATE
-        try:
-            handler.send_body(response, truncate=truncate)
-        finally:
-            self._record(request, response.status, fault, arrived, None if truncate else response.events)
+        # Counted before sending, so a client that has its response always sees it in the stats.
+        self._record(request, response.status, fault, arrived, None if truncate else response.events)
+        handler.send_body(response, truncate=truncate)
 
     def _take_fault(self, request: ParsedRequest) -> _PendingFault | None:
         for index, pending in enumerate(self._faults):
@@ -961,7 +973,9 @@ def _parse_params(params: Mapping[str, str]) -> tuple[_Filters, int]:
             raise _BadRequest(f"{name}: Not a valid ISO 8601 date-time with a time zone: {value!r}") from None
     actor_type = params.get("actor_type")
     if actor_type is not None and actor_type not in ACTOR_TYPES:
-        raise _BadRequest(f"actor_type: Not one of the allowed values ({', '.join(ACTOR_TYPES)}): {actor_type!r}")
+        raise _BadRequest(
+            f"actor_type: Not one of the allowed values ({', '.join(ACTOR_TYPES)}): {actor_type!r}"
+        )
     for name in ("actor_gid", "resource_gid"):
         value = params.get(name)
         if value is not None and not value.isdigit():

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -82,6 +82,7 @@ _HINTS = {
     404: "Check the workspace_gid in the connection's extra and the API base URL in its host.",
     451: "Asana refuses this request for legal reasons; contact Asana support.",
 }
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: How many times in a row an offset may be rejected with no event read in between before giving up.
 _MAX_OFFSET_RECOVERIES = 3
 
@@ -175,6 +176,55 @@ class Page:
     def is_last(self) -> bool:
         """True when this page reached the end of the events captured so far."""
         return not self.events or self.next_offset is None
+
+
+@dataclass
+class StreamPosition:
+    """
+    Where a reader stands in the audit log's stream; :meth:`AsanaAuditLogClient.follow` moves it.
+
+    :param query: the query that ``offset`` belongs to; its ``start_at`` moves forward when reading
+        resumes by time after a rejected offset.
+    :param offset: the next page's offset, or ``None`` to start at ``query``'s ``start_at``.
+    :param last_created_at: the ``created_at`` of the last event read.
+    :param gids_at_last: the gids read at ``last_created_at``, which are skipped if seen again.
+    """
+
+    query: AuditLogQuery
+    offset: str | None = None
+    last_created_at: str | None = None
+    gids_at_last: set[str] = field(default_factory=set)
+    #: True once ``offset`` came from a page read here; an offset passed in from elsewhere may stand
+    #: after events this position never saw, so reading cannot resume by time if it is rejected.
+    own_offset: bool = False
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a rejected offset can be replaced by resuming at :attr:`last_created_at`."""
+        return self.last_created_at is not None or self.own_offset
+
+    def admit(self, page: Page) -> list[Event]:
+        """Advance past ``page``; return its events that were not read before, in order."""
+        fresh: list[Event] = []
+        for event in page.events:
+            created_at, gid = event.get("created_at"), str(event.get("gid"))
+            if created_at == self.last_created_at:
+                if gid in self.gids_at_last:
+                    continue
+            else:
+                self.last_created_at, self.gids_at_last = created_at, set()
+            self.gids_at_last.add(gid)
+            fresh.append(event)
+        if page.next_offset is not None:
+            self.offset, self.own_offset = page.next_offset, True
+        return fresh
+
+    def resume_by_time(self) -> None:
+        """Drop the offset; restart the query at the last event's ``created_at``, if any was read."""
+        if self.last_created_at is not None:
+            start_at = parse_instant(self.last_created_at, name="created_at")
+            self.query = replace(self.query, start_at=start_at)
+        self.offset = None
 
 
 @dataclass(frozen=True)
@@ -426,55 +476,55 @@ class AsanaAuditLogClient:
         """
         Yield the pages of ``query`` up to the end of the events captured so far, then stop.
 
-        Every event is yielded once: an event repeated at a page boundary is dropped, and when Asana
-        rejects an offset part-way (it expired), reading resumes with ``start_at`` at the last event's
-        ``created_at`` and skips the events already yielded at that instant. Memory stays flat: only
-        the gids of the latest instant are remembered.
+        Every event is yielded once; see :meth:`follow`, which this starts at the window's start, or at
+        ``offset``.
 
         :param query: what to read.
-        :param offset: continue from this offset (from a previous page's ``next_offset``) instead of
-            from the start of the window.
+        :param offset: continue from this offset (a previous page's ``next_offset`` for the same
+            query) instead of from the start of the window.
         :raises AsanaAuditLogInvalidOffsetError: if the given ``offset`` is rejected before any event
             was read, so there is nothing to resume from.
         """
+        return self.follow(StreamPosition(query=query, offset=offset))
+
+    def follow(self, position: StreamPosition) -> Iterator[Page]:
+        """
+        Yield pages from ``position`` up to the end of the events captured so far, moving it along.
+
+        Call it again with the same position later to read the events captured since: this is how
+        the stream is polled. Every event is yielded once: an event repeated at a page boundary is
+        dropped, and when Asana rejects an offset part-way (it expired), reading resumes with
+        ``start_at`` at the last event's ``created_at`` and skips the events already yielded at that
+        instant. Memory stays flat: only the gids of the latest instant are remembered.
+
+        :raises AsanaAuditLogInvalidOffsetError: if an offset is rejected and no event was read yet
+            (nothing to resume from), or rejected again and again with no progress.
+        """
         progress = _Progress(self.log, self.progress_interval)
-        current = query
-        last_at: str | None = None
-        gids_at_last: set[str] = set()
         recoveries = 0
         while True:
             try:
-                page = self.get_page(current, offset)
+                page = self.get_page(position.query, position.offset)
             except AsanaAuditLogInvalidOffsetError:
-                if offset is None or last_at is None or recoveries >= _MAX_OFFSET_RECOVERIES:
+                if not position.resumable or recoveries >= _MAX_OFFSET_RECOVERIES:
                     raise
                 recoveries += 1
                 self.log.warning(
                     "Asana rejected the pagination offset (expired?); resuming at created_at %s, "
                     "skipping the %d events already read at that instant",
-                    last_at,
-                    len(gids_at_last),
+                    position.last_created_at or format_instant(position.query.start_at or _EPOCH),
+                    len(position.gids_at_last),
                 )
-                current, offset = replace(query, start_at=parse_instant(last_at, name="created_at")), None
+                position.resume_by_time()
                 continue
-            fresh: list[Event] = []
-            for event in page.events:
-                created_at, gid = event.get("created_at"), event.get("gid")
-                if created_at == last_at:
-                    if gid in gids_at_last:
-                        continue
-                else:
-                    last_at, gids_at_last = created_at, set()
-                gids_at_last.add(str(gid))
-                fresh.append(event)
+            fresh = position.admit(page)
             if fresh:
                 recoveries = 0
             progress.add(len(fresh))
-            yield Page(events=fresh, next_offset=page.next_offset)
+            yield Page(events=fresh, next_offset=position.offset)
             if page.is_last:
                 progress.finish()
                 return
-            offset = page.next_offset
 
     def iter_events(self, query: AuditLogQuery) -> Iterator[Event]:
         """Yield every event of ``query``, once each, in Asana's order; stop at the end of the events."""

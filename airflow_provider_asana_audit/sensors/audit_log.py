@@ -1,0 +1,196 @@
+"""A sensor that waits for new events in Asana's audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+
+from airflow_provider_asana_audit.exceptions import (
+    AsanaAuditLogConfigError,
+    AsanaAuditLogError,
+    AsanaAuditLogRetentionError,
+)
+from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.timeutils import format_instant, parse_instant, retention_start
+from airflow_provider_asana_audit.triggers.audit_log import (
+    FILTER_NAMES,
+    AsanaAuditLogTrigger,
+    AuditLogCheck,
+    build_query,
+    check_audit_log,
+)
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+class AsanaAuditLogSensor(BaseSensorOperator):
+    """
+    Wait until at least ``min_events`` audit events match the filters in ``[start_at, end_at)``.
+
+    Each check is one small request (``min(min_events, 100)`` events), not a re-read of the window.
+    On success the sensor returns, and so pushes to XCom, a dict with ``count`` (events read, at least
+    ``min_events``; not the window's total), ``first_created_at``, ``first_gid``, ``last_created_at``,
+    ``last_gid`` and ``next_offset`` (the stream offset after the last event read, for
+    ``AsanaAuditLogHook.iter_pages(offset=...)`` with the same filters and window).
+
+    Works in ``poke`` and ``reschedule`` mode and, with ``deferrable=True``, frees its worker slot and
+    waits in the triggerer (:class:`~airflow_provider_asana_audit.triggers.audit_log.AsanaAuditLogTrigger`).
+    ``timeout``, ``soft_fail`` and ``poke_interval`` behave as for every sensor, in every mode; in
+    deferrable mode ``poke_interval`` is the trigger's polling interval.
+
+    :param asana_audit_log_conn_id: the ``asana_audit_log`` connection id.
+    :param start_at: count events created at or after this instant (templated); an aware datetime or
+        an ISO 8601 string. Default: the run's ``data_interval_start``.
+    :param end_at: count only events created before this instant (templated); default: no end.
+    :param event_type: only events of this type, e.g. ``user_login_failed`` (templated).
+    :param actor_type: only events by actors of this type (templated).
+    :param actor_gid: only events by this actor (templated); not with ``actor_type``.
+    :param resource_gid: only events about this resource (templated).
+    :param min_events: how many matching events are enough, at least 1.
+    :param deferrable: wait in the triggerer instead of a worker; default
+        ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("start_at", "end_at", *FILTER_NAMES)
+    ui_color = "#f06a6a"
+
+    def __init__(
+        self,
+        *,
+        asana_audit_log_conn_id: str = AsanaAuditLogHook.default_conn_name,
+        start_at: datetime | str | None = None,
+        end_at: datetime | str | None = None,
+        event_type: str | None = None,
+        actor_type: str | None = None,
+        actor_gid: str | None = None,
+        resource_gid: str | None = None,
+        min_events: int = 1,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(min_events, bool) or not isinstance(min_events, int) or min_events < 1:
+            raise AsanaAuditLogConfigError(f"min_events={min_events!r} must be an integer of at least 1")
+        self.asana_audit_log_conn_id = asana_audit_log_conn_id
+        self.start_at = start_at
+        self.end_at = end_at
+        self.event_type = event_type
+        self.actor_type = actor_type
+        self.actor_gid = actor_gid
+        self.resource_gid = resource_gid
+        self.min_events = min_events
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> AsanaAuditLogHook:
+        """The hook of ``asana_audit_log_conn_id``."""
+        return AsanaAuditLogHook(self.asana_audit_log_conn_id)
+
+    @property
+    def filters(self) -> dict[str, str]:
+        """The filters that are set, by name."""
+        return {name: getattr(self, name) for name in FILTER_NAMES if getattr(self, name) is not None}
+
+    def _window(self, context: Context) -> tuple[str, str | None]:
+        """The validated ``[start_at, end_at)`` of this run, as ISO strings."""
+        start = self.start_at if self.start_at is not None else context.get("data_interval_start")
+        if start is None or (isinstance(start, str) and start.strip() in ("", "None")):
+            raise AsanaAuditLogConfigError(
+                "This run has no data interval (a manual run without a logical date?), so start_at has "
+                "no default: pass start_at, e.g. start_at='{{ dag_run.start_date }}' to wait for events "
+                "from the run's start, or an ISO 8601 instant such as '2024-05-14T00:00:00Z'"
+            )
+        try:
+            start_at = format_instant(parse_instant(start, name="start_at"))
+            end_at = format_instant(parse_instant(self.end_at, name="end_at")) if self.end_at else None
+        except ValueError as err:
+            raise AsanaAuditLogConfigError(str(err)) from None
+        if end_at is not None and end_at <= start_at:
+            raise AsanaAuditLogConfigError(
+                f"The window [start_at, end_at) = [{start_at}, {end_at}) is empty. Airflow 3 gives cron and "
+                "timedelta schedules and manual runs an empty data interval: schedule with "
+                "CronDataIntervalTimetable or DeltaDataIntervalTimetable, or pass start_at and end_at"
+            )
+        query = build_query(start_at, end_at, self.filters)  # validates the window and the filters
+        if query.end_at is not None and query.end_at <= retention_start():
+            raise AsanaAuditLogRetentionError(
+                f"end_at ({end_at}) is older than Asana's 90-day retention: no event can ever match; "
+                "move the window into the last 90 days"
+            )
+        return start_at, end_at
+
+    def _check(self, start_at: str, end_at: str | None) -> AuditLogCheck:
+        found = check_audit_log(
+            self.hook.client,
+            start_at=start_at,
+            end_at=end_at,
+            filters=self.filters,
+            min_events=self.min_events,
+        )
+        self.log.info(
+            "Found %d of %d matching Asana audit log events created at or after %s%s",
+            found["count"],
+            self.min_events,
+            start_at,
+            f" and before {end_at}" if end_at else "",
+        )
+        return found
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Make one check; done once ``min_events`` events were found."""
+        found = self._check(*self._window(context))
+        return PokeReturnValue(is_done=found["count"] >= self.min_events, xcom_value=found)
+
+    def execute(self, context: Context) -> Any:
+        """Poke or reschedule as usual; when deferrable, check once, then defer to the trigger."""
+        if not self.deferrable:
+            return super().execute(context)
+        start_at, end_at = self._window(context)
+        found = self._check(start_at, end_at)
+        if found["count"] >= self.min_events:
+            return found
+        self.defer(
+            trigger=AsanaAuditLogTrigger(
+                asana_audit_log_conn_id=self.asana_audit_log_conn_id,
+                start_at=start_at,
+                end_at=end_at,
+                filters=self.filters,
+                min_events=self.min_events,
+                poll_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> AuditLogCheck:
+        """Resume after the trigger fired: return what it found, or fail with its message."""
+        status = event.get("status") if isinstance(event, dict) else None
+        if status == "success" and event is not None:
+            found = AuditLogCheck(
+                count=event["count"],
+                first_created_at=event["first_created_at"],
+                first_gid=event["first_gid"],
+                last_created_at=event["last_created_at"],
+                last_gid=event["last_gid"],
+                next_offset=event["next_offset"],
+            )
+            self.log.info("Found %d matching Asana audit log events", found["count"])
+            return found
+        if status == "error" and event is not None:
+            message = f"Waiting for Asana audit log events failed: {event.get('message')}"
+            if event.get("permanent"):
+                raise AirflowFailException(message)
+            raise AsanaAuditLogError(message)
+        raise AsanaAuditLogError(
+            f"The Asana audit log trigger sent an event this sensor does not know: {event!r}"
+        )

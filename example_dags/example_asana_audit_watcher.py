@@ -1,0 +1,65 @@
+"""
+Event-driven scheduling (Airflow 3): run a DAG for every new failed login in Asana's audit log.
+
+An ``AssetWatcher`` runs :class:`AsanaAuditLogEventTrigger` in the triggerer. It follows the audit
+log's stream and fires once per new ``user_login_failed`` event; each firing updates the asset
+``asana_audit_failed_logins`` with the event (gid, created_at, event_type, actor, resource, context)
+in the asset event's ``extra["payload"]``, which schedules ``example_asana_audit_watcher``. Airflow
+may fold several asset events into one DAG run, so the task loops over all of them.
+
+``start_at=None`` watches from the moment the triggerer starts the trigger: events created while no
+triggerer runs are not delivered. Pass a fixed ``start_at`` instead to get every event since then
+(redelivered after a triggerer restart); never pass ``datetime.now()``, which would change the
+trigger's identity on every parse.
+
+Asset watchers do not exist on Airflow 2, so there this file defines no DAG.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
+
+from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogEventTrigger
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk import DAG, Asset, AssetWatcher, task
+
+    failed_logins = Asset(
+        "asana_audit_failed_logins",
+        watchers=[
+            AssetWatcher(
+                name="asana_audit_failed_logins_watcher",
+                trigger=AsanaAuditLogEventTrigger(
+                    asana_audit_log_conn_id="asana_audit_log_default",
+                    start_at=None,
+                    filters={"event_type": "user_login_failed"},
+                    poll_interval=60,
+                ),
+            )
+        ],
+    )
+
+    with DAG(
+        dag_id="example_asana_audit_watcher",
+        schedule=[failed_logins],
+        start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        catchup=False,
+        tags=["example", "asana", "audit-log"],
+    ):
+
+        @task
+        def report_failed_logins(triggering_asset_events: Any = None) -> None:
+            """Log each failed login that triggered this run; replace with a notification."""
+            for asset_event in triggering_asset_events[failed_logins]:
+                login = asset_event.extra["payload"]
+                actor = login.get("actor") or {}
+                print(
+                    f"Failed login at {login['created_at']} by {actor.get('email') or actor.get('gid')} "
+                    f"from {(login.get('context') or {}).get('client_ip_address', 'an unknown address')} "
+                    f"(event {login['gid']})"
+                )
+
+        report_failed_logins()

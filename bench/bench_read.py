@@ -78,10 +78,14 @@ def measure(events: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
     args = parser.parse_args()
-    print(f"{'events':>9} {'pages':>6} {'seconds':>8} {'events/s':>9} {'peak py KiB':>12} {'max RSS MiB':>12}")
+    print(
+        f"{'events':>9} {'pages':>6} {'seconds':>8} {'events/s':>9} {'peak py KiB':>12} {'max RSS MiB':>12}"
+    )
     for size in args.sizes:
         r = measure(size)
         print(

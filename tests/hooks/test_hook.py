@@ -132,7 +132,9 @@ def test_a_host_without_scheme_is_taken_as_https(monkeypatch: pytest.MonkeyPatch
 def test_an_empty_host_means_asanas_api(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT",
-        json.dumps({"conn_type": "asana_audit_log", "password": "t0ken-value", "extra": {"workspace_gid": "42"}}),
+        json.dumps(
+            {"conn_type": "asana_audit_log", "password": "t0ken-value", "extra": {"workspace_gid": "42"}}
+        ),
     )
     assert AsanaAuditLogHook().client.base_url == DEFAULT_BASE_URL
 
@@ -173,7 +175,14 @@ def test_test_connection_succeeds_against_a_readable_audit_log(asana_conn: FakeA
         ({"host": "http://asana.example.com/api/1.0"}, "use an https:// URL"),
         ({"extra": {}}, "has no workspace_gid"),
     ],
-    ids=["wrong-token", "no-audit-log-access", "unknown-workspace", "unreachable", "plain-http", "no-workspace"],
+    ids=[
+        "wrong-token",
+        "no-audit-log-access",
+        "unknown-workspace",
+        "unreachable",
+        "plain-http",
+        "no-workspace",
+    ],
 )
 def test_test_connection_tells_what_to_fix(
     monkeypatch: pytest.MonkeyPatch, changes: dict, expected: str

@@ -46,6 +46,8 @@ from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0"
 #: Asana's ``actor_type`` values. ``event_type`` is deliberately not checked: Asana keeps adding types.
 ACTOR_TYPES = frozenset({"user", "asana", "asana_support", "anonymous", "external_administrator"})
+#: The names of Asana's four filters, as query parameters and as keyword arguments everywhere.
+FILTER_NAMES = ("event_type", "actor_type", "actor_gid", "resource_gid")
 MAX_PAGE_SIZE = 100
 USER_AGENT = f"airflow-provider-asana-audit/{__version__} python-requests/{requests.__version__}"
 
@@ -153,7 +155,7 @@ class AuditLogQuery:
             params["start_at"] = format_instant(self.start_at)
         if self.end_at is not None:
             params["end_at"] = format_instant(self.end_at)
-        for name in ("event_type", "actor_type", "actor_gid", "resource_gid"):
+        for name in FILTER_NAMES:
             value = getattr(self, name)
             if value is not None:
                 params[name] = value

@@ -63,3 +63,24 @@ def retention_start(now: datetime | None = None) -> datetime:
     """The oldest instant Asana still holds events for at ``now``."""
     now = parse_instant(now) if now is not None else datetime.now(timezone.utc)
     return max(AUDIT_LOG_EPOCH, now - RETENTION)
+
+
+def retention_problem(end_at: datetime, *, now: datetime | None = None) -> str | None:
+    """
+    Why Asana can hold no event created before ``end_at``, or None if it may hold some.
+
+    Asana's audit log begins on 2021-10-08 and Asana deletes events 90 days after their creation, so a
+    window that ends before :func:`retention_start` is empty for good.
+    """
+    if end_at <= AUDIT_LOG_EPOCH:
+        return (
+            f"{format_instant(end_at)} is before {AUDIT_LOG_EPOCH:%Y-%m-%d}, when Asana's audit log "
+            "begins: no event exists that early"
+        )
+    oldest = retention_start(now)
+    if end_at <= oldest:
+        return (
+            f"{format_instant(end_at)} is before {format_instant(oldest)}: Asana deletes audit events "
+            f"after {RETENTION.days} days, so none that old are left"
+        )
+    return None

@@ -30,14 +30,14 @@ from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.client import AuditLogQuery, Event, RetryPolicy
+from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery, Event, RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.timeutils import (
-    AUDIT_LOG_EPOCH,
     RETENTION,
     format_instant,
     parse_instant,
+    retention_problem,
     retention_start,
 )
 
@@ -56,7 +56,6 @@ _FILESYSTEM_PROVIDERS = {
     "adl": "apache-airflow-providers-microsoft-azure",
 }
 _T = TypeVar("_T")
-_FILTERS = ("event_type", "actor_type", "actor_gid", "resource_gid")
 _EMPTY_INTERVAL_HELP = (
     "Give the DAG a schedule whose runs have a data interval, e.g. "
     "schedule=CronDataIntervalTimetable('0 0 * * *', timezone='UTC') or "
@@ -258,7 +257,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
                 "pass an interval whose start comes first"
             )
         filters: dict[str, str | None] = {}
-        for name in _FILTERS:
+        for name in FILTER_NAMES:
             value = getattr(self, name)
             # A template that renders nothing (e.g. "{{ params.get('event_type', '') }}") means "no filter".
             filters[name] = None if value is None or (isinstance(value, str) and not value.strip()) else value
@@ -297,21 +296,10 @@ class AsanaAuditLogExportOperator(BaseOperator):
     # ------------------------------------------------------------------ retention and settling
 
     def _check_retention(self, export: _Export) -> None:
-        now = datetime.now(timezone.utc)
-        oldest = retention_start(now)
         window = f"[{format_instant(export.start_at)}, {format_instant(export.end_at)})"
-        if export.end_at <= AUDIT_LOG_EPOCH:
-            problem = (
-                f"The interval {window} ends before {AUDIT_LOG_EPOCH:%Y-%m-%d}, when Asana's audit log "
-                "begins: it holds no events. Start the DAG (or the backfill) at 2021-10-08 or later."
-            )
-        elif export.end_at <= oldest:
-            problem = (
-                f"The interval {window} lies entirely before {format_instant(oldest)}: Asana deletes "
-                f"audit events after {RETENTION.days} days, so none are left. Back-fill only the last "
-                f"{RETENTION.days} days (set the DAG's start_date or the backfill's from-date accordingly)."
-            )
-        else:
+        problem = retention_problem(export.end_at)
+        if problem is None:
+            oldest = retention_start()
             if export.start_at < oldest:
                 self.log.warning(
                     "The interval %s starts before %s: Asana deletes events after %d days, so the export "
@@ -322,9 +310,14 @@ class AsanaAuditLogExportOperator(BaseOperator):
                     format_instant(oldest),
                 )
             return
+        message = (
+            f"Nothing to export for the interval {window}: its end {problem}. Export only intervals "
+            f"within the last {RETENTION.days} days (set the DAG's start_date or the backfill's "
+            "from-date accordingly)."
+        )
         if self.on_retention_violation == "skip":
-            raise AirflowSkipException(problem)
-        raise AsanaAuditLogRetentionError(problem)
+            raise AirflowSkipException(message)
+        raise AsanaAuditLogRetentionError(message)
 
     def _wait_until_settled(self, export: _Export) -> None:
         settled_at = export.end_at + self.settle_period

@@ -14,15 +14,15 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
+from airflow_provider_asana_audit.client import FILTER_NAMES
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogConfigError,
     AsanaAuditLogError,
     AsanaAuditLogRetentionError,
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
-from airflow_provider_asana_audit.timeutils import format_instant, parse_instant, retention_start
+from airflow_provider_asana_audit.timeutils import format_instant, parse_instant, retention_problem
 from airflow_provider_asana_audit.triggers.audit_log import (
-    FILTER_NAMES,
     AsanaAuditLogTrigger,
     AuditLogCheck,
     build_query,
@@ -122,10 +122,10 @@ class AsanaAuditLogSensor(BaseSensorOperator):
                 "CronDataIntervalTimetable or DeltaDataIntervalTimetable, or pass start_at and end_at"
             )
         query = build_query(start_at, end_at, self.filters)  # validates the window and the filters
-        if query.end_at is not None and query.end_at <= retention_start():
+        problem = retention_problem(query.end_at) if query.end_at is not None else None
+        if problem is not None:
             raise AsanaAuditLogRetentionError(
-                f"end_at ({end_at}) is older than Asana's 90-day retention: no event can ever match; "
-                "move the window into the last 90 days"
+                f"No event can ever match: end_at {problem}. Move the window into the last 90 days"
             )
         return start_at, end_at
 

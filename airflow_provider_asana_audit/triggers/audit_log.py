@@ -24,6 +24,7 @@ from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_asana_audit.client import (
+    FILTER_NAMES,
     MAX_PAGE_SIZE,
     AsanaAuditLogClient,
     AuditLogQuery,
@@ -38,8 +39,6 @@ from airflow_provider_asana_audit.exceptions import (
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 
-#: The keyword arguments of :class:`AuditLogQuery` that filter events.
-FILTER_NAMES = ("event_type", "actor_type", "actor_gid", "resource_gid")
 #: The keys of an event that :class:`AsanaAuditLogEventTrigger` puts in its payload.
 EVENT_PAYLOAD_KEYS = ("gid", "created_at", "event_type", "actor", "resource", "context")
 

@@ -89,8 +89,15 @@ class AsanaAuditLogHook(BaseHook):
             conn = await sync_to_async(BaseHook.get_connection)(self.asana_audit_log_conn_id)
         return self.client_for(conn)
 
-    def client_for(self, conn: Connection) -> AsanaAuditLogClient:
-        """Make a client from a connection object."""
+    def client_for(
+        self,
+        conn: Connection,
+        *,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> AsanaAuditLogClient:
+        """Make a client from a connection object; the keyword arguments override the hook's settings."""
         token = conn.password or ""
         if token:
             mask_secret(token)
@@ -110,9 +117,9 @@ class AsanaAuditLogHook(BaseHook):
             token=token,
             workspace_gid=str(workspace_gid),
             base_url=self._base_url(conn),
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            retry=self.retry,
+            connect_timeout=connect_timeout or self.connect_timeout,
+            read_timeout=read_timeout or self.read_timeout,
+            retry=retry or self.retry,
             rate_limiter=(
                 RateLimiter.for_token(token, self.requests_per_minute) if self.requests_per_minute else None
             ),
@@ -199,14 +206,12 @@ class AsanaAuditLogHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Read one event to check the URL, the token, its audit-log access and the workspace."""
         try:
-            conn = self.get_connection(self.asana_audit_log_conn_id)
-            quick = AsanaAuditLogHook(
-                self.asana_audit_log_conn_id,
-                retry=RetryPolicy(max_attempts=2, max_elapsed=15, backoff_base=0.5),
+            client = self.client_for(
+                self.get_connection(self.asana_audit_log_conn_id),
+                retry=RetryPolicy(max_attempts=2, max_elapsed=15, backoff_base=0.5),  # answer quickly
                 connect_timeout=5,
                 read_timeout=20,
             )
-            client = quick.client_for(conn)
         except AsanaAuditLogError as err:
             return False, str(err)
         try:

@@ -222,3 +222,23 @@ def test_an_interval_outside_retention_fails_by_default(run_export, asana_conn, 
 
     assert run.task_state == "failed"
     assert list(export_dir.iterdir()) == []
+
+
+def test_the_task_log_shows_progress_and_never_the_token(
+    run_export, asana_conn: FakeAsana, export_dir, capfd, caplog
+):
+    caplog.set_level("DEBUG")
+    asana_conn.inject(Fault.UNAVAILABLE_503, when=lambda request: request.has_offset)
+    asana_conn.inject(Fault.EXPIRE_OFFSET)
+
+    run = run_export(midnight(2), destination=_destination(export_dir), page_size=5)
+
+    assert run.task_state == "success"
+    out, err = capfd.readouterr()
+    logged = out + err + caplog.text
+    assert "Asana audit log: read" in logged  # the client's progress summary: events, pages, events/s
+    assert "events/s" in logged
+    assert asana_conn.token not in logged
+    for path in export_dir.rglob("*"):
+        if path.is_file():
+            assert asana_conn.token.encode() not in path.read_bytes()

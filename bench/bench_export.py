@@ -12,7 +12,6 @@ the peak of Python allocations does not grow with the number of events exported.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bench_read import start_standin
+from bench_read import run_cli, start_standin
 
 
 def export(folder: str) -> tuple[dict[str, Any], float]:
@@ -66,20 +65,8 @@ def measure(events: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
-    args = parser.parse_args()
     logging.disable(logging.INFO)  # the operator's progress lines would interleave with the table
-    header = ("events", "pages", "seconds", "events/s", "peak py KiB", "file KiB")
-    print("{:>9} {:>6} {:>8} {:>9} {:>12} {:>9}".format(*header))
-    for size in args.sizes:
-        r = measure(size)
-        print(
-            f"{r['events']:>9.0f} {r['pages']:>6.0f} {r['seconds']:>8.1f} {r['events_per_s']:>9.0f} "
-            f"{r['peak_python_kib']:>12.0f} {r['file_kib']:>9.0f}"
-        )
+    run_cli(__doc__ or "", measure, ("file KiB", "file_kib"))
 
 
 if __name__ == "__main__":

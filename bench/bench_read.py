@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 
 from airflow_provider_asana_audit.client import AsanaAuditLogClient, AuditLogQuery
 
@@ -84,21 +85,23 @@ def measure(events: int) -> dict[str, float]:
         process.wait(timeout=10)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def run_cli(doc: str, measure: Callable[[int], dict[str, float]], last: tuple[str, str]) -> None:
+    """Parse ``--sizes``, measure each size, print a table; ``last``: (heading, key) of the last column."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
     args = parser.parse_args()
-    print(
-        f"{'events':>9} {'pages':>6} {'seconds':>8} {'events/s':>9} {'peak py KiB':>12} {'max RSS MiB':>12}"
-    )
+    heading, key = last
+    print(f"{'events':>9} {'pages':>6} {'seconds':>8} {'events/s':>9} {'peak py KiB':>12} {heading:>12}")
     for size in args.sizes:
         r = measure(size)
         print(
             f"{r['events']:>9.0f} {r['pages']:>6.0f} {r['seconds']:>8.1f} {r['events_per_s']:>9.0f} "
-            f"{r['peak_python_kib']:>12.0f} {r['max_rss_mib']:>12.0f}"
+            f"{r['peak_python_kib']:>12.0f} {r[key]:>12.0f}"
         )
+
+
+def main() -> None:
+    run_cli(__doc__ or "", measure, ("max RSS MiB", "max_rss_mib"))
 
 
 if __name__ == "__main__":

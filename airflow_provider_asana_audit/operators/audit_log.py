@@ -251,11 +251,6 @@ class AsanaAuditLogExportOperator(BaseOperator):
                 f"The data interval is empty (start == end == {format_instant(start_at)}), so there is "
                 "nothing to export. " + _EMPTY_INTERVAL_HELP
             )
-        if start_at > end_at:
-            raise AsanaAuditLogConfigError(
-                f"start_at ({format_instant(start_at)}) is after end_at ({format_instant(end_at)}): "
-                "pass an interval whose start comes first"
-            )
         filters: dict[str, str | None] = {}
         for name in FILTER_NAMES:
             value = getattr(self, name)

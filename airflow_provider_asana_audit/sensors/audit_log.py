@@ -111,18 +111,19 @@ class AsanaAuditLogSensor(BaseSensorOperator):
                 "from the run's start, or an ISO 8601 instant such as '2024-05-14T00:00:00Z'"
             )
         try:
-            start_at = format_instant(parse_instant(start, name="start_at"))
-            end_at = format_instant(parse_instant(self.end_at, name="end_at")) if self.end_at else None
+            start_dt = parse_instant(start, name="start_at")
+            end_dt = parse_instant(self.end_at, name="end_at") if self.end_at else None
         except ValueError as err:
             raise AsanaAuditLogConfigError(str(err)) from None
-        if end_at is not None and end_at <= start_at:
+        start_at, end_at = format_instant(start_dt), format_instant(end_dt) if end_dt else None
+        if end_dt is not None and end_dt <= start_dt:
             raise AsanaAuditLogConfigError(
                 f"The window [start_at, end_at) = [{start_at}, {end_at}) is empty. Airflow 3 gives cron and "
                 "timedelta schedules and manual runs an empty data interval: schedule with "
                 "CronDataIntervalTimetable or DeltaDataIntervalTimetable, or pass start_at and end_at"
             )
-        query = build_query(start_at, end_at, self.filters)  # validates the window and the filters
-        problem = retention_problem(query.end_at) if query.end_at is not None else None
+        build_query(start_dt, end_dt, self.filters)  # validates the filters before any request
+        problem = retention_problem(end_dt) if end_dt is not None else None
         if problem is not None:
             raise AsanaAuditLogRetentionError(
                 f"No event can ever match: end_at {problem}. Move the window into the last 90 days"

@@ -11,6 +11,19 @@ from __future__ import annotations
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+__all__ = [
+    "AsanaAuditLogAPIError",
+    "AsanaAuditLogAuthError",
+    "AsanaAuditLogBadRequestError",
+    "AsanaAuditLogConfigError",
+    "AsanaAuditLogError",
+    "AsanaAuditLogInvalidOffsetError",
+    "AsanaAuditLogNotFoundError",
+    "AsanaAuditLogPermanentAPIError",
+    "AsanaAuditLogRetentionError",
+    "AsanaAuditLogRetriesExhaustedError",
+]
+
 
 class AsanaAuditLogError(AirflowException):
     """Base class of every error raised by this provider."""

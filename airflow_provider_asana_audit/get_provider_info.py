@@ -6,6 +6,8 @@ from typing import Any
 
 from airflow_provider_asana_audit import __version__
 
+__all__ = ["CONFIG", "CONN_FIELDS", "CONN_TYPE", "HIDDEN_FIELDS", "HOOK_NAME", "get_provider_info"]
+
 CONN_TYPE = "asana_audit_log"
 HOOK_NAME = "Asana Audit Log"
 HOOK_CLASS = "airflow_provider_asana_audit.hooks.audit_log.AsanaAuditLogHook"
@@ -25,6 +27,30 @@ PLACEHOLDERS = {
     "password": "Asana service account token (Enterprise / Enterprise+)",
     "host": "https://app.asana.com/api/1.0 (leave empty for this default)",
     "workspace_gid": "1200000000000001",
+}
+
+
+#: The options this provider reads from Airflow's configuration.
+CONFIG: dict[str, Any] = {
+    "asana_audit_log": {
+        "description": "Exports of Asana's audit log (airflow-provider-asana-audit).",
+        "options": {
+            "base_path": {
+                "description": (
+                    "Where AsanaAuditLogExportOperator writes files when a task gives neither "
+                    "destination nor base_path: the root of the layout "
+                    "{base_path}/workspace_gid={gid}/date={YYYY-MM-DD}/"
+                    "asana_audit_log_{start}_{end}.jsonl.gz. "
+                    "Any Airflow object storage URI (file://, s3://, gs://, ...). When unset, "
+                    "file://{AIRFLOW_HOME}/asana_audit_log."
+                ),
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "s3://audit-lake/asana",
+                "default": None,
+            },
+        },
+    },
 }
 
 
@@ -66,6 +92,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_asana_audit.triggers.audit_log"],
             }
         ],
+        "config": CONFIG,
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

@@ -11,6 +11,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+__all__ = [
+    "AUDIT_LOG_EPOCH",
+    "RETENTION",
+    "format_instant",
+    "parse_instant",
+    "retention_problem",
+    "retention_start",
+]
+
 #: Asana keeps no audit events before this instant.
 AUDIT_LOG_EPOCH = datetime(2021, 10, 8, tzinfo=timezone.utc)
 #: Asana deletes audit events this long after they were created.

@@ -1,16 +1,24 @@
-"""The Airflow hook: an ``asana_audit_log`` connection made into an :class:`AsanaAuditLogClient`."""
+"""
+The Airflow hook: an ``asana_audit_log`` connection made into an :class:`AsanaAuditLogClient`.
+
+It also holds the one "are there ``min_events`` matching events?" check, which the sensor calls through
+:meth:`AsanaAuditLogHook.check` and the trigger through :meth:`AsanaAuditLogHook.acheck`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_provider_asana_audit.client import (
     DEFAULT_BASE_URL,
+    MAX_PAGE_SIZE,
     AsanaAuditLogClient,
     AuditLogQuery,
     Event,
@@ -30,6 +38,26 @@ from airflow_provider_asana_audit.get_provider_info import (
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Connection
+
+__all__ = ["AsanaAuditLogHook", "AuditLogCheck"]
+
+
+class AuditLogCheck(TypedDict):
+    """
+    What one check found; pushed to XCom by the sensor and carried by the trigger's event.
+
+    ``count`` is the number of matching events read, at least ``min_events`` when the check is
+    satisfied (reading stops there, so it is not the total in the window). ``next_offset`` is the
+    stream offset after the last event read: pass it to ``AsanaAuditLogHook.iter_pages(offset=...)``
+    (same filters and window) to continue from there; it is ``None`` when nothing matched.
+    """
+
+    count: int
+    first_created_at: str | None
+    first_gid: str | None
+    last_created_at: str | None
+    last_gid: str | None
+    next_offset: str | None
 
 
 class AsanaAuditLogHook(BaseHook):
@@ -68,26 +96,38 @@ class AsanaAuditLogHook(BaseHook):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.requests_per_minute = requests_per_minute
+        self._client: AsanaAuditLogClient | None = None
 
-    @cached_property
+    @property
     def client(self) -> AsanaAuditLogClient:
         """The client for this hook's connection, made on first use."""
-        return self.client_for(self.get_connection(self.asana_audit_log_conn_id))
+        if self._client is None:
+            self._client = self.client_for(self.get_connection(self.asana_audit_log_conn_id))
+        return self._client
 
     def get_conn(self) -> AsanaAuditLogClient:
         """Return :attr:`client`."""
         return self.client
 
     async def aget_client(self) -> AsanaAuditLogClient:
-        """Resolve the connection without blocking the event loop (for triggers), then make a client."""
-        getter = getattr(BaseHook, "aget_connection", None)
-        if getter is not None:  # Airflow 3
-            conn = await getter(self.asana_audit_log_conn_id)
-        else:  # Airflow 2
-            from asgiref.sync import sync_to_async
+        """
+        :attr:`client`, made without blocking the event loop (for triggers).
 
-            conn = await sync_to_async(BaseHook.get_connection)(self.asana_audit_log_conn_id)
-        return self.client_for(conn)
+        Before Airflow 3.3.2, ``BaseHook.aget_connection`` and ``Connection.extra_dejson`` mask secrets
+        with a synchronous call to the supervisor, which raises ``DeadlockImminentError`` on a
+        triggerer's event loop; ``common.compat`` picks the safe way for the running version, and the
+        token is masked from a thread for the same reason.
+        """
+        if self._client is None:
+            conn = await get_async_connection(self.asana_audit_log_conn_id, self)
+            extra = await get_async_extra_dejson(conn)
+            self._client = await asyncio.to_thread(self._make_client, conn, extra)
+        return self._client
+
+    def close(self) -> None:
+        """Close the client's HTTP session, if a client was made."""
+        if self._client is not None:
+            self._client.close()
 
     def client_for(
         self,
@@ -98,10 +138,26 @@ class AsanaAuditLogHook(BaseHook):
         read_timeout: float | None = None,
     ) -> AsanaAuditLogClient:
         """Make a client from a connection object; the keyword arguments override the hook's settings."""
+        return self._make_client(
+            conn,
+            conn.extra_dejson,
+            retry=retry,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+
+    def _make_client(
+        self,
+        conn: Connection,
+        extra: Mapping[str, Any],
+        *,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> AsanaAuditLogClient:
         token = conn.password or ""
         if token:
             mask_secret(token)
-        extra = conn.extra_dejson
         workspace_gid = extra.get("workspace_gid") or extra.get(f"extra__{CONN_TYPE}__workspace_gid")
         if not workspace_gid:
             raise AsanaAuditLogConfigError(
@@ -156,15 +212,25 @@ class AsanaAuditLogHook(BaseHook):
 
         :param offset: continue from a previous page's ``next_offset`` instead of the window's start.
         """
-        query = AuditLogQuery(
-            start_at=start_at,  # type: ignore[arg-type]  # parsed and validated by AuditLogQuery
-            end_at=end_at,  # type: ignore[arg-type]
-            event_type=event_type,
-            actor_type=actor_type,
-            actor_gid=actor_gid,
-            resource_gid=resource_gid,
+        query = AuditLogQuery.build(
+            start_at,
+            end_at,
+            filters={
+                "event_type": event_type,
+                "actor_type": actor_type,
+                "actor_gid": actor_gid,
+                "resource_gid": resource_gid,
+            },
             page_size=page_size,
         )
+        return self.read_pages(query, offset=offset)
+
+    def read_pages(self, query: AuditLogQuery, *, offset: str | None = None) -> Iterator[Page]:
+        """
+        Yield the pages of a ready-made query, then stop at the end of the events.
+
+        :meth:`iter_pages` with the query already built, for callers that validate it before reading.
+        """
         return self.client.iter_pages(query, offset=offset)
 
     def iter_events(
@@ -202,6 +268,67 @@ class AsanaAuditLogHook(BaseHook):
             page_size=page_size,
         ):
             yield from page.events
+
+    def check(
+        self,
+        *,
+        start_at: datetime | str,
+        end_at: datetime | str | None = None,
+        filters: Mapping[str, str | None] | None = None,
+        min_events: int = 1,
+    ) -> AuditLogCheck:
+        """
+        Look once for ``min_events`` events matching ``filters`` in ``[start_at, end_at)``.
+
+        One request of ``min(min_events, 100)`` events; only when ``min_events`` is above 100 are further
+        pages read, through the client's own pagination, stopping as soon as enough were found.
+        Blocking: async code calls :meth:`acheck`.
+
+        :return: the count, the first and last event's ``created_at`` and gid, and the offset after them.
+        """
+        if isinstance(min_events, bool) or not isinstance(min_events, int) or min_events < 1:
+            raise AsanaAuditLogConfigError(f"min_events={min_events!r} must be an integer of at least 1")
+        query = AuditLogQuery.build(
+            start_at, end_at, filters=filters, page_size=min(min_events, MAX_PAGE_SIZE)
+        )
+        # One request when a page can hold min_events; else the client's pagination, stopped early.
+        pages: Iterator[Page] | list[Page] = (
+            [self.client.get_page(query)] if min_events <= MAX_PAGE_SIZE else self.client.iter_pages(query)
+        )
+        found = AuditLogCheck(
+            count=0,
+            first_created_at=None,
+            first_gid=None,
+            last_created_at=None,
+            last_gid=None,
+            next_offset=None,
+        )
+        for page in pages:
+            if page.events:
+                if found["first_gid"] is None:
+                    found["first_created_at"] = page.events[0].get("created_at")
+                    found["first_gid"] = page.events[0].get("gid")
+                found["last_created_at"] = page.events[-1].get("created_at")
+                found["last_gid"] = page.events[-1].get("gid")
+                found["count"] += len(page.events)
+            found["next_offset"] = page.next_offset or found["next_offset"]
+            if found["count"] >= min_events:
+                break
+        return found
+
+    async def acheck(
+        self,
+        *,
+        start_at: datetime | str,
+        end_at: datetime | str | None = None,
+        filters: Mapping[str, str | None] | None = None,
+        min_events: int = 1,
+    ) -> AuditLogCheck:
+        """:meth:`check` for async code: the connection and the requests are handled off the event loop."""
+        await self.aget_client()
+        return await asyncio.to_thread(
+            partial(self.check, start_at=start_at, end_at=end_at, filters=filters, min_events=min_events)
+        )
 
     def test_connection(self) -> tuple[bool, str]:
         """Read one event to check the URL, the token, its audit-log access and the workspace."""

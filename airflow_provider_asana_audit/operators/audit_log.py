@@ -1,25 +1,22 @@
 """
 The interval export: one data interval of an Asana workspace's audit log, written exactly once to storage.
 
-The operator owns the interval, the destination, the file format, the atomic commit, the manifest and
-the XCom summary. Reading (pagination, retries, ``Retry-After``, offset recovery, progress logging) is
-the hook's client's job; nothing here repeats it.
+The operator owns the interval, the query, the destination, the file format, the manifest and the XCom
+summary. Reading (pagination, retries, ``Retry-After``, offset recovery, progress logging) is the hook's
+client's job, and where files go and how they get there whole is the job of
+:mod:`~airflow_provider_asana_audit.storage`; nothing here repeats either.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-from airflow.exceptions import AirflowRescheduleException
 from airflow.providers.common.compat.sdk import (
     AirflowSkipException,
     BaseOperator,
@@ -27,12 +24,17 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
-from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery, Event, RetryPolicy
+from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery, Event, Page, RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.storage import (
+    HashingWriter,
+    default_destination,
+    resolve_destination,
+    write_atomically,
+)
 from airflow_provider_asana_audit.timeutils import (
     RETENTION,
     format_instant,
@@ -40,22 +42,14 @@ from airflow_provider_asana_audit.timeutils import (
     retention_problem,
     retention_start,
 )
+from airflow_provider_asana_audit.utils import rendered
+from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS, AirflowRescheduleException
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-#: Filesystem provider to install, by URL scheme, for the "no filesystem registered" error.
-_FILESYSTEM_PROVIDERS = {
-    "s3": "apache-airflow-providers-amazon",
-    "s3a": "apache-airflow-providers-amazon",
-    "gs": "apache-airflow-providers-google",
-    "gcs": "apache-airflow-providers-google",
-    "abfs": "apache-airflow-providers-microsoft-azure",
-    "abfss": "apache-airflow-providers-microsoft-azure",
-    "az": "apache-airflow-providers-microsoft-azure",
-    "adl": "apache-airflow-providers-microsoft-azure",
-}
-_T = TypeVar("_T")
+__all__ = ["AsanaAuditLogExportOperator"]
+
 _EMPTY_INTERVAL_HELP = (
     "Give the DAG a schedule whose runs have a data interval, e.g. "
     "schedule=CronDataIntervalTimetable('0 0 * * *', timezone='UTC') or "
@@ -63,34 +57,6 @@ _EMPTY_INTERVAL_HELP = (
     "(On Airflow 3, cron strings, presets such as '@daily' and plain timedelta schedules make runs whose "
     "data interval is empty, and a manual run without a logical date has no data interval at all.)"
 )
-
-
-@dataclass(frozen=True)
-class _Export:
-    """The validated, rendered arguments of one export."""
-
-    query: AuditLogQuery
-    start_at: datetime
-    end_at: datetime
-    filters: dict[str, str | None]
-
-
-class _HashingWriter:
-    """A write-only file wrapper that counts and hashes the bytes that reach storage."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        self.raw.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.raw.flush()
 
 
 class AsanaAuditLogExportOperator(BaseOperator):
@@ -223,19 +189,19 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, check retention, wait for the settle period, then export."""
-        export = self._validate(context)
-        self._check_retention(export)
-        self._wait_until_settled(export)
-        return self._export(export)
+        query = self._query(context)
+        self._check_retention(query)
+        self._wait_until_settled(query)
+        return self._export(query)
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Resume after the settle period: everything is checked again, then the interval is exported."""
         return self.execute(context)
 
-    # ------------------------------------------------------------------ validation
+    # ------------------------------------------------------------------ the interval and the query
 
-    def _validate(self, context: Context) -> _Export:
-        """Turn the rendered arguments into an :class:`_Export`; raise AsanaAuditLogConfigError if wrong."""
+    def _query(self, context: Context) -> AuditLogQuery:
+        """The rendered arguments as the query of one interval; AsanaAuditLogConfigError if wrong."""
         start_at = self._instant("start_at", self.start_at, context.get("data_interval_start"))
         end_at = self._instant("end_at", self.end_at, context.get("data_interval_end"))
         if start_at is None or end_at is None:
@@ -251,12 +217,12 @@ class AsanaAuditLogExportOperator(BaseOperator):
                 f"The data interval is empty (start == end == {format_instant(start_at)}), so there is "
                 "nothing to export. " + _EMPTY_INTERVAL_HELP
             )
-        filters: dict[str, str | None] = {}
-        for name in FILTER_NAMES:
-            value = getattr(self, name)
-            # A template that renders nothing (e.g. "{{ params.get('event_type', '') }}") means "no filter".
-            filters[name] = None if value is None or (isinstance(value, str) and not value.strip()) else value
-        query = AuditLogQuery(start_at=start_at, end_at=end_at, page_size=self.page_size, **filters)
+        query = AuditLogQuery.build(
+            start_at,
+            end_at,
+            filters={name: rendered(getattr(self, name)) for name in FILTER_NAMES},
+            page_size=self.page_size,
+        )
         if not isinstance(self.asana_audit_log_conn_id, str) or not self.asana_audit_log_conn_id.strip():
             raise AsanaAuditLogConfigError("asana_audit_log_conn_id must name an Airflow connection")
         if self.destination is not None and not isinstance(
@@ -266,6 +232,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
                 f"destination must be a path, a URI or an ObjectStoragePath, not {type(self.destination)}"
             )
         if isinstance(self.destination, str) and not self.destination.strip():
+            # Not "unset": a destination that renders empty is a broken template, and silently writing
+            # to the default layout instead would put the file where nobody looks for it.
             raise AsanaAuditLogConfigError("destination is an empty string: pass a path or URI, or None")
         if not isinstance(self.settle_period, timedelta) or self.settle_period < timedelta(0):
             raise AsanaAuditLogConfigError(
@@ -276,11 +244,12 @@ class AsanaAuditLogExportOperator(BaseOperator):
             raise AsanaAuditLogConfigError(
                 f"on_retention_violation={self.on_retention_violation!r} must be 'fail' or 'skip'"
             )
-        return _Export(query=query, start_at=start_at, end_at=end_at, filters=filters)
+        return query
 
     @staticmethod
     def _instant(name: str, value: Any, default: Any) -> datetime | None:
-        chosen = value if value is not None and value != "" else default
+        chosen = rendered(value)
+        chosen = default if chosen is None else chosen
         if chosen is None:
             return None
         try:
@@ -290,12 +259,13 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
     # ------------------------------------------------------------------ retention and settling
 
-    def _check_retention(self, export: _Export) -> None:
-        window = f"[{format_instant(export.start_at)}, {format_instant(export.end_at)})"
-        problem = retention_problem(export.end_at)
+    def _check_retention(self, query: AuditLogQuery) -> None:
+        start_at, end_at = _interval(query)
+        window = f"[{format_instant(start_at)}, {format_instant(end_at)})"
+        problem = retention_problem(end_at)
         if problem is None:
             oldest = retention_start()
-            if export.start_at < oldest:
+            if start_at < oldest:
                 self.log.warning(
                     "The interval %s starts before %s: Asana deletes events after %d days, so the export "
                     "holds only the events from %s on",
@@ -314,15 +284,16 @@ class AsanaAuditLogExportOperator(BaseOperator):
             raise AirflowSkipException(message)
         raise AsanaAuditLogRetentionError(message)
 
-    def _wait_until_settled(self, export: _Export) -> None:
-        settled_at = export.end_at + self.settle_period
+    def _wait_until_settled(self, query: AuditLogQuery) -> None:
+        _, end_at = _interval(query)
+        settled_at = end_at + self.settle_period
         wait = settled_at - datetime.now(timezone.utc)
         if wait <= timedelta(0):
             return
         self.log.info(
             "The interval ends at %s and Asana may still capture events for it until %s (settle period "
             "%s); waiting %.0f s before exporting",
-            format_instant(export.end_at),
+            format_instant(end_at),
             format_instant(settled_at),
             self.settle_period,
             wait.total_seconds(),
@@ -336,7 +307,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
     # ------------------------------------------------------------------ the export
 
-    def _export(self, export: _Export) -> dict[str, Any]:
+    def _export(self, query: AuditLogQuery) -> dict[str, Any]:
+        start_at, end_at = _interval(query)
         hook = AsanaAuditLogHook(
             self.asana_audit_log_conn_id,
             retry=self.request_retry,
@@ -344,26 +316,37 @@ class AsanaAuditLogExportOperator(BaseOperator):
         )
         client = hook.get_conn()
         workspace_gid = client.workspace_gid
-        target = self._destination(export, workspace_gid)
+        target = (
+            resolve_destination(self.destination, conn_id=self.destination_conn_id)
+            if self.destination is not None
+            else default_destination(
+                base_path=self.base_path,
+                workspace_gid=workspace_gid,
+                start_at=start_at,
+                end_at=end_at,
+                filters=query.filters,
+                conn_id=self.destination_conn_id,
+            )
+        )
         compressed = target.name.endswith(".gz")
         manifest_path = target.parent / f"{target.name}.manifest.json"
         self.log.info(
             "Exporting Asana audit events of workspace %s created in [%s, %s) to %s",
             workspace_gid,
-            format_instant(export.start_at),
-            format_instant(export.end_at),
+            format_instant(start_at),
+            format_instant(end_at),
             target,
         )
         started = time.monotonic()
         try:
-            stats = self._write_atomically(
+            events, pages, sha256, size = write_atomically(
                 target,
-                lambda raw: self._write_events(hook, export, raw, compressed=compressed),
+                lambda raw: self._write_events(hook.read_pages(query), query, raw, compressed=compressed),
                 before_commit=lambda result: self._drop_stale_manifest(manifest_path, sha256=result[2]),
+                log=self.log,
             )
         finally:
             client.close()
-        events, pages, sha256, size = stats
         elapsed = time.monotonic() - started
         self.log.info(
             "Wrote %d events from %d pages (%d bytes, sha256 %s) to %s in %.1f s (%.0f events/s)",
@@ -377,9 +360,9 @@ class AsanaAuditLogExportOperator(BaseOperator):
         )
         manifest = {
             "events": events,
-            "start_at": format_instant(export.start_at),
-            "end_at": format_instant(export.end_at),
-            "filters": export.filters,
+            "start_at": format_instant(start_at),
+            "end_at": format_instant(end_at),
+            "filters": query.filters,
             "sha256": sha256,
             "bytes": size,
             "path": str(target),
@@ -389,7 +372,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
             "workspace_gid": workspace_gid,
         }
         body = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        self._write_atomically(manifest_path, lambda raw: _write_all(raw, body))
+        write_atomically(manifest_path, lambda raw: raw.write(body), log=self.log)
         return {
             "path": str(target),
             "events": events,
@@ -401,29 +384,25 @@ class AsanaAuditLogExportOperator(BaseOperator):
         }
 
     def _write_events(
-        self, hook: AsanaAuditLogHook, export: _Export, raw: BinaryIO, *, compressed: bool
+        self, pages: Iterator[Page], query: AuditLogQuery, raw: BinaryIO, *, compressed: bool
     ) -> tuple[int, int, str, int]:
-        """Stream the interval's events into ``raw``; return (events, pages, sha256, bytes)."""
-        hashing = _HashingWriter(raw)
+        """Stream the pages' events into ``raw``; return (events, pages, sha256, bytes)."""
+        start_at, end_at = _interval(query)
+        hashing = HashingWriter(raw)
         out: Any = (
             gzip.GzipFile(filename="", mode="wb", fileobj=hashing, compresslevel=6, mtime=0)  # type: ignore[arg-type]
             if compressed
             else hashing
         )
-        events = pages = outside = 0
+        events = page_count = outside = 0
         try:
             # The client yields each event once, in Asana's order; only the window is checked here.
-            for page in hook.iter_pages(
-                export.start_at,
-                export.end_at,
-                page_size=export.query.page_size,
-                **export.filters,
-            ):
-                pages += 1
+            for page in pages:
+                page_count += 1
                 lines: list[str] = []
                 for event in page.events:
                     created_at = _created_at(event)
-                    if created_at is None or not export.start_at <= created_at < export.end_at:
+                    if created_at is None or not start_at <= created_at < end_at:
                         outside += 1
                         continue
                     lines.append(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -437,100 +416,10 @@ class AsanaAuditLogExportOperator(BaseOperator):
             self.log.warning(
                 "Dropped %d events whose created_at lies outside [%s, %s)",
                 outside,
-                format_instant(export.start_at),
-                format_instant(export.end_at),
+                format_instant(start_at),
+                format_instant(end_at),
             )
-        return events, pages, hashing.sha256.hexdigest(), hashing.size
-
-    # ------------------------------------------------------------------ storage
-
-    def _destination(self, export: _Export, workspace_gid: str) -> ObjectStoragePath:
-        """The destination as an ``ObjectStoragePath`` whose filesystem is available."""
-        if self.destination is not None:
-            return self._storage_path(self.destination)
-        base = self.base_path or conf.get("asana_audit_log", "base_path", fallback=None)
-        if not base:
-            home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-            base = f"file://{os.path.abspath(home)}/asana_audit_log"
-        start, end = export.start_at, export.end_at
-        suffix = ""
-        if any(value is not None for value in export.filters.values()):
-            digest = hashlib.sha256(json.dumps(export.filters, sort_keys=True).encode()).hexdigest()
-            suffix = f"_f{digest[:10]}"
-        name = f"asana_audit_log_{start:%Y%m%dT%H%M%SZ}_{end:%Y%m%dT%H%M%SZ}{suffix}.jsonl.gz"
-        return self._storage_path(
-            f"{str(base).rstrip('/')}/workspace_gid={workspace_gid}/date={start:%Y-%m-%d}/{name}"
-        )
-
-    def _storage_path(self, value: str | os.PathLike[str] | ObjectStoragePath) -> ObjectStoragePath:
-        if isinstance(value, ObjectStoragePath):
-            path = value
-        else:
-            text = os.fspath(value).strip()
-            if "://" not in text and not os.path.isabs(text):
-                raise AsanaAuditLogConfigError(
-                    f"destination {text!r} is a relative path: use an absolute path or a URI such as "
-                    "'file:///data/asana/export.jsonl.gz' or 's3://bucket/asana/export.jsonl.gz'"
-                )
-            try:
-                path = (
-                    ObjectStoragePath(text, conn_id=self.destination_conn_id)
-                    if self.destination_conn_id
-                    else ObjectStoragePath(text)
-                )
-            except (ValueError, ImportError) as err:
-                raise self._filesystem_error(text.split("://", 1)[0] if "://" in text else "", err) from None
-        try:
-            path.fs  # noqa: B018  # resolves the filesystem: fails when its provider is missing
-        except (ValueError, ImportError) as err:
-            raise self._filesystem_error(str(path.protocol or ""), err) from None
-        if not path.name or str(path).endswith("/"):
-            raise AsanaAuditLogConfigError(
-                f"destination {str(path)!r} names a directory: name the file, e.g. '.../export.jsonl.gz'"
-            )
-        return path
-
-    @staticmethod
-    def _filesystem_error(scheme: str, err: Exception) -> AsanaAuditLogConfigError:
-        provider = _FILESYSTEM_PROVIDERS.get(scheme.lower())
-        if provider:
-            advice = f"install {provider} in every Airflow worker"
-        else:
-            advice = (
-                "install the Airflow provider that registers this filesystem for object storage, or use "
-                "file://, s3:// (apache-airflow-providers-amazon) or gs:// (apache-airflow-providers-google)"
-            )
-        return AsanaAuditLogConfigError(
-            f"Airflow cannot write to {scheme or 'this'}:// destinations ({err}): {advice}"
-        )
-
-    def _write_atomically(
-        self,
-        target: ObjectStoragePath,
-        write: Callable[[BinaryIO], _T],
-        before_commit: Callable[[_T], None] | None = None,
-    ) -> _T:
-        """
-        Write ``target`` through a hidden staging object in the same place, then move it over ``target``.
-
-        ``write(raw)`` fills the staging object; ``before_commit(result)`` runs just before the move. The
-        staging object is removed on any failure, so ``target`` holds either its previous content or the
-        complete new one.
-        """
-        parent = target.parent
-        if _is_local(target):
-            parent.mkdir(parents=True, exist_ok=True)
-        staging = parent / f".{target.name}.{uuid.uuid4().hex}.partial"
-        try:
-            with staging.open("wb") as raw:  # type: ignore[no-untyped-call]
-                result = write(raw)
-            if before_commit is not None:
-                before_commit(result)
-            staging.rename(target)
-        except BaseException:
-            _remove_quietly(staging, self.log)
-            raise
-        return result
+        return events, page_count, hashing.sha256.hexdigest(), hashing.size
 
     def _drop_stale_manifest(self, manifest: ObjectStoragePath, *, sha256: str) -> None:
         """Delete the manifest if it describes other bytes than the ones about to replace its file."""
@@ -545,8 +434,11 @@ class AsanaAuditLogExportOperator(BaseOperator):
             manifest.unlink()
 
 
-def _write_all(raw: BinaryIO, body: bytes) -> None:
-    raw.write(body)
+def _interval(query: AuditLogQuery) -> tuple[datetime, datetime]:
+    """The ``[start_at, end_at)`` of an export's query, which always has both."""
+    if query.start_at is None or query.end_at is None:  # pragma: no cover  # _query() always sets both
+        raise AsanaAuditLogConfigError("an export needs both start_at and end_at")
+    return query.start_at, query.end_at
 
 
 def _created_at(event: Event) -> datetime | None:
@@ -557,17 +449,3 @@ def _created_at(event: Event) -> datetime | None:
         return parse_instant(value, name="created_at")
     except ValueError:
         return None
-
-
-def _is_local(path: ObjectStoragePath) -> bool:
-    protocol = path.fs.protocol
-    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-    return "file" in protocols or "local" in protocols
-
-
-def _remove_quietly(path: ObjectStoragePath, log: Any) -> None:
-    try:
-        if path.exists():
-            path.unlink()
-    except Exception as err:  # the original error matters more
-        log.warning("Could not remove the staging object %s: %s", path, err)

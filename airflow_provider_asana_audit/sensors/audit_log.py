@@ -14,23 +14,21 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_asana_audit.client import FILTER_NAMES
+from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogConfigError,
     AsanaAuditLogError,
     AsanaAuditLogRetentionError,
 )
-from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook, AuditLogCheck
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant, retention_problem
-from airflow_provider_asana_audit.triggers.audit_log import (
-    AsanaAuditLogTrigger,
-    AuditLogCheck,
-    build_query,
-    check_audit_log,
-)
+from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogTrigger
+from airflow_provider_asana_audit.utils import rendered
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+__all__ = ["AsanaAuditLogSensor"]
 
 
 class AsanaAuditLogSensor(BaseSensorOperator):
@@ -48,7 +46,7 @@ class AsanaAuditLogSensor(BaseSensorOperator):
     ``timeout``, ``soft_fail`` and ``poke_interval`` behave as for every sensor, in every mode; in
     deferrable mode ``poke_interval`` is the trigger's polling interval.
 
-    :param asana_audit_log_conn_id: the ``asana_audit_log`` connection id.
+    :param asana_audit_log_conn_id: the ``asana_audit_log`` connection id (templated).
     :param start_at: count events created at or after this instant (templated); an aware datetime or
         an ISO 8601 string. Default: the run's ``data_interval_start``.
     :param end_at: count only events created before this instant (templated); default: no end.
@@ -61,7 +59,7 @@ class AsanaAuditLogSensor(BaseSensorOperator):
         ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("start_at", "end_at", *FILTER_NAMES)
+    template_fields: Sequence[str] = ("start_at", "end_at", *FILTER_NAMES, "asana_audit_log_conn_id")
     ui_color = "#f06a6a"
 
     def __init__(
@@ -98,13 +96,16 @@ class AsanaAuditLogSensor(BaseSensorOperator):
 
     @property
     def filters(self) -> dict[str, str]:
-        """The filters that are set, by name."""
-        return {name: getattr(self, name) for name in FILTER_NAMES if getattr(self, name) is not None}
+        """The filters that are set, by name; a template that rendered to nothing is not set."""
+        values = {name: rendered(getattr(self, name)) for name in FILTER_NAMES}
+        return {name: value for name, value in values.items() if value is not None}
 
     def _window(self, context: Context) -> tuple[str, str | None]:
         """The validated ``[start_at, end_at)`` of this run, as ISO strings."""
-        start = self.start_at if self.start_at is not None else context.get("data_interval_start")
-        if start is None or (isinstance(start, str) and start.strip() in ("", "None")):
+        start = rendered(self.start_at)
+        start = context.get("data_interval_start") if start is None else start
+        end = rendered(self.end_at)
+        if start is None:
             raise AsanaAuditLogConfigError(
                 "This run has no data interval (a manual run without a logical date?), so start_at has "
                 "no default: pass start_at, e.g. start_at='{{ dag_run.start_date }}' to wait for events "
@@ -112,7 +113,7 @@ class AsanaAuditLogSensor(BaseSensorOperator):
             )
         try:
             start_dt = parse_instant(start, name="start_at")
-            end_dt = parse_instant(self.end_at, name="end_at") if self.end_at else None
+            end_dt = parse_instant(end, name="end_at") if end is not None else None
         except ValueError as err:
             raise AsanaAuditLogConfigError(str(err)) from None
         start_at, end_at = format_instant(start_dt), format_instant(end_dt) if end_dt else None
@@ -122,7 +123,7 @@ class AsanaAuditLogSensor(BaseSensorOperator):
                 "timedelta schedules and manual runs an empty data interval: schedule with "
                 "CronDataIntervalTimetable or DeltaDataIntervalTimetable, or pass start_at and end_at"
             )
-        build_query(start_dt, end_dt, self.filters)  # validates the filters before any request
+        AuditLogQuery.build(start_dt, end_dt, filters=self.filters)  # validates before any request
         problem = retention_problem(end_dt) if end_dt is not None else None
         if problem is not None:
             raise AsanaAuditLogRetentionError(
@@ -131,8 +132,7 @@ class AsanaAuditLogSensor(BaseSensorOperator):
         return start_at, end_at
 
     def _check(self, start_at: str, end_at: str | None) -> AuditLogCheck:
-        found = check_audit_log(
-            self.hook.client,
+        found = self.hook.check(
             start_at=start_at,
             end_at=end_at,
             filters=self.filters,

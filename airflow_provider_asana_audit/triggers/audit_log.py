@@ -9,133 +9,37 @@ keyword arguments, so a restarted triggerer rebuilds them from :meth:`serialize`
   :class:`~airflow_provider_asana_audit.sensors.audit_log.AsanaAuditLogSensor`.
 - :class:`AsanaAuditLogEventTrigger` fires once per new event, for Airflow 3's ``AssetWatcher``.
 
-:func:`check_audit_log` is the one check shared by the sensor's ``poke`` and by the trigger.
+Both read through :class:`~airflow_provider_asana_audit.hooks.audit_log.AsanaAuditLogHook`; the sensor
+and :class:`AsanaAuditLogTrigger` share the hook's one check (``check`` and ``acheck``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
-from typing import Any, TypedDict
+from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_asana_audit.client import (
-    FILTER_NAMES,
-    MAX_PAGE_SIZE,
-    AsanaAuditLogClient,
-    AuditLogQuery,
-    Event,
-    Page,
-    StreamPosition,
-)
-from airflow_provider_asana_audit.exceptions import (
-    AsanaAuditLogConfigError,
-    AsanaAuditLogRetriesExhaustedError,
-)
+from airflow_provider_asana_audit.client import AuditLogQuery, Event, StreamPosition
+from airflow_provider_asana_audit.exceptions import AsanaAuditLogRetriesExhaustedError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 
+__all__ = ["EVENT_PAYLOAD_KEYS", "AsanaAuditLogEventTrigger", "AsanaAuditLogTrigger"]
+
 #: The keys of an event that :class:`AsanaAuditLogEventTrigger` puts in its payload.
 EVENT_PAYLOAD_KEYS = ("gid", "created_at", "event_type", "actor", "resource", "context")
-
-
-class AuditLogCheck(TypedDict):
-    """
-    What one check found; pushed to XCom by the sensor and carried by the trigger's event.
-
-    ``count`` is the number of matching events read, at least ``min_events`` when the check is
-    satisfied (reading stops there, so it is not the total in the window). ``next_offset`` is the
-    stream offset after the last event read: pass it to ``AsanaAuditLogHook.iter_pages(offset=...)``
-    (same filters and window) to continue from there; it is ``None`` when nothing matched.
-    """
-
-    count: int
-    first_created_at: str | None
-    first_gid: str | None
-    last_created_at: str | None
-    last_gid: str | None
-    next_offset: str | None
-
-
-def build_query(
-    start_at: datetime | str,
-    end_at: datetime | str | None = None,
-    filters: Mapping[str, str | None] | None = None,
-    *,
-    page_size: int = MAX_PAGE_SIZE,
-) -> AuditLogQuery:
-    """
-    Make the query of a check or of a watch; validates everything.
-
-    :raises AsanaAuditLogConfigError: for an unknown filter name or any value the query refuses.
-    """
-    filters = dict(filters or {})
-    unknown = sorted(set(filters) - set(FILTER_NAMES))
-    if unknown:
-        raise AsanaAuditLogConfigError(
-            f"Unknown filter(s) {', '.join(unknown)}: use only {', '.join(FILTER_NAMES)}"
-        )
-    return AuditLogQuery(
-        start_at=start_at,  # type: ignore[arg-type]  # parsed and validated by AuditLogQuery
-        end_at=end_at,  # type: ignore[arg-type]
-        page_size=page_size,
-        **filters,
-    )
-
-
-def check_audit_log(
-    client: AsanaAuditLogClient,
-    *,
-    start_at: datetime | str,
-    end_at: datetime | str | None = None,
-    filters: Mapping[str, str | None] | None = None,
-    min_events: int = 1,
-) -> AuditLogCheck:
-    """
-    Look once for ``min_events`` events matching ``filters`` in ``[start_at, end_at)``.
-
-    One request of ``min(min_events, 100)`` events; only when ``min_events`` is above 100 are further
-    pages read, through the client's own pagination, stopping as soon as enough were found. Blocking:
-    call it from a thread in async code.
-
-    :return: the count, the first and last event's ``created_at`` and gid, and the offset after them.
-    """
-    query = build_query(start_at, end_at, filters, page_size=min(min_events, MAX_PAGE_SIZE))
-    # One request when a page can hold min_events; else the client's pagination, stopped early.
-    pages: Iterator[Page] | list[Page] = (
-        [client.get_page(query)] if min_events <= MAX_PAGE_SIZE else client.iter_pages(query)
-    )
-    found = AuditLogCheck(
-        count=0,
-        first_created_at=None,
-        first_gid=None,
-        last_created_at=None,
-        last_gid=None,
-        next_offset=None,
-    )
-    for page in pages:
-        if page.events:
-            if found["first_gid"] is None:
-                found["first_created_at"] = page.events[0].get("created_at")
-                found["first_gid"] = page.events[0].get("gid")
-            found["last_created_at"] = page.events[-1].get("created_at")
-            found["last_gid"] = page.events[-1].get("gid")
-            found["count"] += len(page.events)
-        found["next_offset"] = page.next_offset or found["next_offset"]
-        if found["count"] >= min_events:
-            break
-    return found
 
 
 class AsanaAuditLogTrigger(BaseTrigger):
     """
     Fire once at least ``min_events`` events match the filters in ``[start_at, end_at)``.
 
-    Polls with :func:`check_audit_log` every ``poll_interval`` seconds. The event's payload is
+    Polls with :meth:`AsanaAuditLogHook.acheck` every ``poll_interval`` seconds. The event's payload is
     ``{"status": "success", **AuditLogCheck}``, or ``{"status": "error", "message": ...}`` if anything
     fails (transient failures are first retried by the client); ``"permanent": True`` marks errors that
     a task retry cannot cure (a refused token, a wrong workspace, bad arguments).
@@ -183,13 +87,10 @@ class AsanaAuditLogTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Check every ``poll_interval`` seconds until satisfied; yield one success or error event."""
-        client: AsanaAuditLogClient | None = None
+        hook = AsanaAuditLogHook(self.asana_audit_log_conn_id)
         try:
-            client = await AsanaAuditLogHook(self.asana_audit_log_conn_id).aget_client()
             while True:
-                found = await asyncio.to_thread(
-                    check_audit_log,
-                    client,
+                found = await hook.acheck(
                     start_at=self.start_at,
                     end_at=self.end_at,
                     filters=self.filters,
@@ -207,7 +108,8 @@ class AsanaAuditLogTrigger(BaseTrigger):
                 )
                 await asyncio.sleep(self.poll_interval)
         except Exception as err:
-            # The package's messages never contain the token; other errors name their class only.
+            # The message goes to the task log. The package's own messages never hold the token, and
+            # the client sends the token only in a header, which no error of requests repeats.
             yield _trigger_event(
                 {
                     "status": "error",
@@ -216,8 +118,7 @@ class AsanaAuditLogTrigger(BaseTrigger):
                 }
             )
         finally:
-            if client is not None:
-                client.close()
+            hook.close()
 
 
 class AsanaAuditLogEventTrigger(BaseEventTrigger):  # type: ignore[misc]  # BaseTrigger on Airflow 2
@@ -265,7 +166,8 @@ class AsanaAuditLogEventTrigger(BaseEventTrigger):  # type: ignore[misc]  # Base
         self.start_at = format_instant(parse_instant(start_at, name="start_at")) if start_at else None
         self.filters = dict(filters or {})
         self.poll_interval = poll_interval
-        build_query(self.start_at or datetime.now(timezone.utc), None, self.filters)  # fail at parse time
+        # Fail at parse time, not in the triggerer.
+        AuditLogQuery.build(self.start_at or datetime.now(timezone.utc), None, filters=self.filters)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
@@ -281,11 +183,12 @@ class AsanaAuditLogEventTrigger(BaseEventTrigger):  # type: ignore[misc]  # Base
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Yield one event per new audit event, forever."""
-        client = await AsanaAuditLogHook(self.asana_audit_log_conn_id).aget_client()
+        hook = AsanaAuditLogHook(self.asana_audit_log_conn_id)
+        client = await hook.aget_client()
         start_at = self.start_at or format_instant(datetime.now(timezone.utc))
         # The client's stream position: it remembers the offset, and the latest instant with the gids
         # delivered at it, so each event is delivered once, also after a rejected offset.
-        position = StreamPosition(query=build_query(start_at, None, self.filters))
+        position = StreamPosition(query=AuditLogQuery.build(start_at, None, filters=self.filters))
         try:
             while True:
                 pages = client.follow(position)
@@ -297,7 +200,7 @@ class AsanaAuditLogEventTrigger(BaseEventTrigger):  # type: ignore[misc]  # Base
                     self.log.warning("Polling the Asana audit log failed, trying again later: %s", err)
                 await asyncio.sleep(self.poll_interval)
         finally:
-            client.close()
+            hook.close()
 
 
 def _trigger_event(payload: dict[str, Any]) -> TriggerEvent:

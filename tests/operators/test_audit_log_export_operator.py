@@ -278,7 +278,7 @@ def test_a_killed_export_leaves_the_previous_file_and_no_staging_object(
     before = destination.read_bytes()
     manifest_before = (tmp_path / "day.jsonl.gz.manifest.json").read_bytes()
     first_page = asana_conn.ground_truth(START, END)[:3]
-    mocker.patch.object(AsanaAuditLogHook, "iter_pages", _pages(first_page, then=KeyboardInterrupt()))
+    mocker.patch.object(AsanaAuditLogHook, "read_pages", _pages(first_page, then=KeyboardInterrupt()))
 
     with pytest.raises(KeyboardInterrupt):
         _operator(destination=str(destination)).execute(_context())
@@ -293,7 +293,7 @@ def test_events_outside_the_interval_are_dropped(asana_conn: FakeAsana, tmp_path
     before = {**truth[0], "gid": "1", "created_at": "2000-01-01T00:00:00.000Z"}
     after = {**truth[-1], "gid": "2", "created_at": format_instant(END)}
     pages = [[before, truth[0], truth[1]], [*truth[2:], after]]
-    mocker.patch.object(AsanaAuditLogHook, "iter_pages", _pages(*pages))
+    mocker.patch.object(AsanaAuditLogHook, "read_pages", _pages(*pages))
 
     summary = _operator(destination=f"{tmp_path}/day.jsonl").execute(_context())
 

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, task
-from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
 
 from airflow_provider_asana_audit.sensors.audit_log import AsanaAuditLogSensor
+from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 
 if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import CronDataIntervalTimetable

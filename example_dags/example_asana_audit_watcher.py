@@ -20,9 +20,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
-
 from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogEventTrigger
+from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 
 if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import DAG, Asset, AssetWatcher, task

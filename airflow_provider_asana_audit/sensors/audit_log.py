@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
     AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
     BaseSensorOperator,
     PokeReturnValue,
     conf,
@@ -168,10 +171,17 @@ class AsanaAuditLogSensor(BaseSensorOperator):
                 filters=self.filters,
                 min_events=self.min_events,
                 poll_interval=self.poke_interval,
+                timeout_at=self._deadline(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
+
+    def _deadline(self) -> str | None:
+        """When the deferred wait ends, as the trigger's ``timeout_at``; ``None`` for an endless timeout."""
+        if not math.isfinite(self.timeout):
+            return None
+        return format_instant(datetime.now(timezone.utc) + timedelta(seconds=self.timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> AuditLogCheck:
         """Resume after the trigger fired: return what it found, or fail with its message."""
@@ -187,6 +197,11 @@ class AsanaAuditLogSensor(BaseSensorOperator):
             )
             self.log.info("Found %d matching Asana audit log events", found["count"])
             return found
+        if status == "timeout" and event is not None:
+            message = f"Timed out waiting for Asana audit log events: {event.get('message')}"
+            if self.soft_fail:
+                raise AirflowSkipException(message)
+            raise AirflowSensorTimeout(message)
         if status == "error" and event is not None:
             message = f"Waiting for Asana audit log events failed: {event.get('message')}"
             if event.get("permanent"):

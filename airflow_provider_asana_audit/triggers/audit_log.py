@@ -42,7 +42,10 @@ class AsanaAuditLogTrigger(BaseTrigger):
     Polls with :meth:`AsanaAuditLogHook.acheck` every ``poll_interval`` seconds. The event's payload is
     ``{"status": "success", **AuditLogCheck}``, or ``{"status": "error", "message": ...}`` if anything
     fails (transient failures are first retried by the client); ``"permanent": True`` marks errors that
-    a task retry cannot cure (a refused token, a wrong workspace, bad arguments).
+    a task retry cannot cure (a refused token, a wrong workspace, bad arguments). At ``timeout_at`` it
+    gives up with ``{"status": "timeout", "message": ...}``: the scheduler enforces a deferred task's
+    timeout, but ``airflow dags test`` runs triggers in-process and does not, so the trigger carries
+    its own deadline.
 
     :param asana_audit_log_conn_id: the connection id.
     :param start_at: events created at or after this instant, as an ISO 8601 string.
@@ -51,6 +54,7 @@ class AsanaAuditLogTrigger(BaseTrigger):
         ``resource_gid``.
     :param min_events: how many events are enough.
     :param poll_interval: seconds between checks.
+    :param timeout_at: when to give up, as an ISO 8601 string; ``None``: never.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class AsanaAuditLogTrigger(BaseTrigger):
         filters: dict[str, str] | None = None,
         min_events: int = 1,
         poll_interval: float = 60.0,
+        timeout_at: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.asana_audit_log_conn_id = asana_audit_log_conn_id
@@ -70,6 +75,7 @@ class AsanaAuditLogTrigger(BaseTrigger):
         self.filters = dict(filters or {})
         self.min_events = min_events
         self.poll_interval = poll_interval
+        self.timeout_at = timeout_at
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
@@ -82,12 +88,14 @@ class AsanaAuditLogTrigger(BaseTrigger):
                 "filters": dict(self.filters),
                 "min_events": self.min_events,
                 "poll_interval": self.poll_interval,
+                "timeout_at": self.timeout_at,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Check every ``poll_interval`` seconds until satisfied; yield one success or error event."""
+        """Check every ``poll_interval`` seconds until satisfied; yield one success, timeout or error."""
         hook = AsanaAuditLogHook(self.asana_audit_log_conn_id)
+        deadline = parse_instant(self.timeout_at, name="timeout_at") if self.timeout_at else None
         try:
             while True:
                 found = await hook.acheck(
@@ -100,13 +108,25 @@ class AsanaAuditLogTrigger(BaseTrigger):
                     self.log.info("Found %d matching Asana audit log events", found["count"])
                     yield _trigger_event({"status": "success", **found})
                     return
+                left = (deadline - datetime.now(timezone.utc)).total_seconds() if deadline else None
+                if left is not None and left <= 0:
+                    yield _trigger_event(
+                        {
+                            "status": "timeout",
+                            "message": f"Found {found['count']} of {self.min_events} matching Asana audit "
+                            f"log events by the deadline {self.timeout_at}",
+                            **found,
+                        }
+                    )
+                    return
                 self.log.info(
                     "Found %d of %d Asana audit log events; checking again in %s s",
                     found["count"],
                     self.min_events,
                     self.poll_interval,
                 )
-                await asyncio.sleep(self.poll_interval)
+                # Wake at the deadline rather than a whole poll interval after it.
+                await asyncio.sleep(self.poll_interval if left is None else min(self.poll_interval, left))
         except Exception as err:
             # The message goes to the task log. The package's own messages never hold the token, and
             # the client sends the token only in a header, which no error of requests repeats.

@@ -80,6 +80,11 @@ def resolve_destination(
         path = value
     else:
         text = os.fspath(value).strip()
+        if text.endswith("/"):
+            # Checked on the text: the path object drops a trailing slash and would name a file.
+            raise AsanaAuditLogConfigError(
+                f"destination {text!r} names a directory: name the file, e.g. '.../export.jsonl.gz'"
+            )
         if "://" not in text and not os.path.isabs(text):
             raise AsanaAuditLogConfigError(
                 f"destination {text!r} is a relative path: use an absolute path or a URI such as "
@@ -93,7 +98,7 @@ def resolve_destination(
         path.fs  # noqa: B018  # resolves the filesystem: fails when its provider is missing
     except (ValueError, ImportError) as err:
         raise _filesystem_error(str(path.protocol or ""), err) from None
-    if not path.name or str(path).endswith("/"):
+    if not path.name:
         raise AsanaAuditLogConfigError(
             f"destination {str(path)!r} names a directory: name the file, e.g. '.../export.jsonl.gz'"
         )

@@ -3,7 +3,8 @@ Shared test set-up.
 
 Airflow reads ``AIRFLOW_HOME`` when it is first imported, so a private, temporary home is set here,
 before any test module imports Airflow. Tests that need the metadata database (SQLite in that home)
-ask for the ``airflow_db`` fixture, which migrates it once per session.
+ask for the ``airflow_db`` fixture, which migrates it once per session; tests that run DAGs ask for
+``dags_folder``. Shared test code that is not a fixture lives in ``tests/helpers``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def airflow_db(airflow_home: Path) -> Path:
         env=os.environ.copy(),
     )
     return airflow_home / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def dags_folder(airflow_home: Path, airflow_db: Path) -> Path:
+    """The DAGs folder of the session's migrated ``AIRFLOW_HOME``, where DAGs under test are written."""
+    return airflow_home / "dags"
 
 
 @pytest.fixture

@@ -4,15 +4,19 @@ Run the Asana audit log stand-in in the foreground.
 ::
 
     python -m airflow_provider_asana_audit.testing --port 8765 --append-every 10
+    # for throughput benchmarks: a million events, Asana's paid-plan rate limit, 50 ms a request
+    python -m airflow_provider_asana_audit.testing --port 0 --events 1000000 --days 30 \\
+        --requests-per-minute 1500 --latency 0.05
 
 The first line printed is machine-readable (``ASANA_STANDIN_URL=http://127.0.0.1:8765/api/1.0``); the
 next lines give the workspace gid and ready-to-paste Airflow connection set-ups. Ctrl-C or SIGTERM
-stops the server cleanly (exit status 0).
+stops the server cleanly (exit status 0). An invalid option value exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shlex
 import signal
@@ -23,8 +27,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from types import FrameType
 
+from airflow_provider_asana_audit.get_provider_info import CONN_TYPE
 from airflow_provider_asana_audit.testing.data import DEFAULT_WORKSPACE_GID
-from airflow_provider_asana_audit.testing.server import CONN_TYPE, DEFAULT_TOKEN, FakeAsana
+from airflow_provider_asana_audit.testing.fake import DEFAULT_TOKEN, FakeAsana
+
+__all__ = ["build_parser", "main", "setup_lines"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--events-per-day", type=int, default=200, help="average events per day (default: %(default)s)"
     )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="exactly N events over the --days before now (instead of --events-per-day)",
+    )
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="the accepted bearer token")
     parser.add_argument("--workspace-gid", default=DEFAULT_WORKSPACE_GID, help="the workspace's gid")
     parser.add_argument(
@@ -56,7 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="per-token rate limit (429 above it)",
+        help="per-token rate limit, a token bucket (429 with Retry-After when empty)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bucket size of --requests-per-minute (default: one second's worth)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait SECONDS before answering each request to the events route (default: %(default)s)",
     )
     parser.add_argument(
         "--append-every",
@@ -105,25 +133,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the stand-in until Ctrl-C or SIGTERM; return the exit status."""
     args = build_parser().parse_args(argv)
     end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    fake = FakeAsana(
-        workspace_gid=args.workspace_gid,
-        token=args.token,
-        seed=args.seed,
-        start=end - timedelta(days=args.days),
-        end=end,
-        events_per_day=args.events_per_day,
-        offset_ttl=args.offset_ttl,
-        requests_per_minute=args.requests_per_minute,
-        host=args.host,
-        port=args.port,
-        verbose=args.verbose,
-    )
+    try:
+        fake = FakeAsana(
+            workspace_gid=args.workspace_gid,
+            token=args.token,
+            seed=args.seed,
+            start=end - timedelta(days=args.days),
+            end=end,
+            events_per_day=args.events_per_day,
+            event_count=args.events,
+            offset_ttl=args.offset_ttl,
+            requests_per_minute=args.requests_per_minute,
+            burst=args.burst,
+            latency=args.latency,
+            host=args.host,
+            port=args.port,
+            verbose=args.verbose,
+        )
+    except ValueError as exc:
+        print(f"invalid option: {exc}", file=sys.stderr, flush=True)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # The events live as long as the server: spare every full collection meanwhile a walk through
+    # them (about half a second per million events, a stall in the middle of a benchmark).
+    gc.freeze()
     try:
         try:
             fake.start()
@@ -141,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 next_append += args.append_every
     finally:
         fake.stop()
+        gc.unfreeze()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("stopped", flush=True)

@@ -1,111 +1,60 @@
 """
 Deterministic, realistic Asana audit log events for the stand-in.
 
-The events have exactly the shape of Asana's ``AuditLogEvent`` (see ``FIELD-NOTES.md``): a unique
-16-digit ``gid``, a millisecond ``created_at`` in UTC, an ``event_type`` with its ``event_category``,
-an ``actor`` of any of the five actor types, a ``resource``, ``details`` and ``context``. Names use
-non-ASCII characters on purpose, and a few percent of the events share their ``created_at`` with
-others (groups of 2 to 5 at the same millisecond), so clients that page or de-duplicate by
-timestamp alone are caught out.
+The events have the shape of ``AuditLogEvent`` in Asana's OpenAPI spec: a unique 16-digit ``gid``,
+a millisecond ``created_at`` in UTC, an ``event_type`` Asana documents with its ``event_category``
+(see :mod:`~airflow_provider_asana_audit.testing.vocabulary`), an ``actor``, a ``resource``,
+``details`` and ``context``. The optional parts follow the spec:
+
+* ``actor.gid``, ``name`` and ``email`` are there only for ``actor_type: user`` ("if it is a user").
+* Most resources have no ``resource_subtype`` ("Most resources will not have a subtype"); tasks,
+  attachments, stories, custom fields and status updates carry the subtype those objects have in
+  Asana's API (``milestone``, ``gdrive``, ``comment_added``, ...). ``resource.name`` is sometimes
+  ``null`` (the spec marks it nullable).
+* ``details.old_value`` / ``new_value`` (``*_changed`` events) are sometimes ``null`` (nullable in
+  the spec); ``details.group``, "the division or organizational unit where the event occurred", is
+  a compact division on division role changes; login events carry ``details.saml_response``
+  (nullable; a string for SAML logins).
+* ``context.context_type`` is one of the spec's seven values, ``email`` included; automation rules
+  (actor ``asana``) sometimes name themselves in ``context.rule_name``, and Asana Support acting for a
+  user sometimes gives ``context.on_behalf_of_user_id``, an integer.
+
+Names use non-ASCII characters on purpose, and a few percent of the events share their
+``created_at`` with others (groups of 2 to 5 at the same millisecond), so clients that page or
+de-duplicate by timestamp alone are caught out.
 
 Only the standard library is used.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
-from dataclasses import dataclass
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_provider_asana_audit.testing.vocabulary import ACTOR_TYPES, EVENT_TYPES, EventType
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 
 __all__ = [
-    "ACTOR_TYPES",
     "DEFAULT_WORKSPACE_GID",
-    "EVENT_TYPES",
-    "EventType",
+    "epoch_us",
     "generate_events",
     "make_event",
 ]
 
 #: The workspace the stand-in serves unless told otherwise.
 DEFAULT_WORKSPACE_GID = "1200000000000001"
-#: The actor types Asana documents, in the order of the spec.
-ACTOR_TYPES: tuple[str, ...] = ("user", "asana", "asana_support", "anonymous", "external_administrator")
 
-
-@dataclass(frozen=True)
-class EventType:
-    """
-    One kind of audit event.
-
-    :param name: the ``event_type``.
-    :param category: the ``event_category``.
-    :param resource_type: the ``resource.resource_type`` of such events.
-    :param weight: relative frequency.
-    :param change: ``(old, new)`` value choices put into ``details`` for ``*_changed`` events.
-    """
-
-    name: str
-    category: str
-    resource_type: str
-    weight: float = 1.0
-    change: tuple[tuple[str, ...], tuple[str, ...]] | None = None
-
-
-_PRIVACY = ("private", "public_to_workspace", "private_to_team")
-_ROLES = ("member", "admin", "super_admin", "guest", "limited_access_member")
-
-#: A realistic selection of Asana's audit event types across categories. Asana keeps adding types,
-#: so clients must never validate against a closed list; this list is for generation only.
-EVENT_TYPES: tuple[EventType, ...] = (
-    EventType("user_login_succeeded", "logins", "user", 30),
-    EventType("user_login_failed", "logins", "user", 6),
-    EventType("user_logged_out", "logins", "user", 10),
-    EventType("user_session_revoked", "logins", "user", 1),
-    EventType("task_deleted", "deletion", "task", 8),
-    EventType("project_deleted", "deletion", "project", 1.5),
-    EventType("portfolio_deleted", "deletion", "portfolio", 0.5),
-    EventType("attachment_deleted", "deletion", "attachment", 2),
-    EventType("team_deleted", "deletion", "team", 0.3),
-    EventType("file_downloaded", "content_export", "attachment", 6),
-    EventType("attachment_downloaded", "content_export", "attachment", 5),
-    EventType("workspace_export_started", "content_export", "workspace", 0.3),
-    EventType("project_exported", "content_export", "project", 1),
-    EventType("project_privacy_changed", "access_control", "project", 2, (_PRIVACY, _PRIVACY)),
-    EventType("team_privacy_changed", "access_control", "team", 0.6, (_PRIVACY, _PRIVACY)),
-    EventType("project_sharing_link_created", "access_control", "project", 0.8),
-    EventType("user_added_to_workspace", "user_access", "user", 2),
-    EventType("user_removed_from_workspace", "user_access", "user", 1),
-    EventType("user_deprovisioned", "user_access", "user", 0.5),
-    EventType("user_invited_to_workspace", "user_access", "user", 1.5),
-    EventType("team_member_added", "permissions", "team", 3),
-    EventType("team_member_removed", "permissions", "team", 1.5),
-    EventType("project_member_added", "permissions", "project", 3),
-    EventType("admin_role_changed", "admin_settings", "user", 0.4, (_ROLES, _ROLES)),
-    EventType(
-        "workspace_require_two_factor_auth_changed",
-        "admin_settings",
-        "workspace",
-        0.2,
-        (("false",), ("true",)),
-    ),
-    EventType(
-        "workspace_session_duration_changed",
-        "admin_settings",
-        "workspace",
-        0.2,
-        (("30 days", "7 days"), ("12 hours", "24 hours")),
-    ),
-    EventType("app_installed", "apps", "app", 0.8),
-    EventType("app_uninstalled", "apps", "app", 0.4),
-    EventType("service_account_created", "apps", "service_account", 0.2),
-    EventType("personal_access_token_created", "apps", "user", 0.7),
-    EventType("user_email_changed", "user_settings", "user", 0.3),
-    EventType("user_two_factor_auth_enabled", "user_settings", "user", 0.5),
-)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TYPES_BY_NAME = {t.name: t for t in EVENT_TYPES}
+# Cumulative weights, computed once: random.choices would otherwise sum them for every event.
+_TYPE_CUM_WEIGHTS = tuple(itertools.accumulate(t.weight for t in EVENT_TYPES))
+# user, asana, asana_support, anonymous, external_administrator (for events other than logins)
+_ACTOR_CUM_WEIGHTS = tuple(itertools.accumulate((90, 3, 2, 3, 2)))
+_CONTEXT_TYPES = ("web", "desktop", "mobile", "api", "email")
+_CONTEXT_CUM_WEIGHTS = tuple(itertools.accumulate((58, 15, 10, 15, 2)))
 
 _USERS: tuple[tuple[str, str, str], ...] = (
     ("1200000000000033", "Backup Bot", "svc@example.com"),
@@ -138,19 +87,41 @@ _NAMES: dict[str, tuple[str, ...]] = {
     "portfolio": ("Company OKRs", "Produkt-Portfolio", "Launches ✨"),
     "team": ("東京チーム", "Équipe Marketing", "Data 🚀", "Platform", "Ventes & Partenariats"),
     "attachment": ("contract.pdf", "Q3 numbers.xlsx", "Zoë's notes.docx", "図面.png", "roadmap 🗺️.key"),
-    "app": ("Slack", "Google Drive", "Jira Cloud", "Zapier", "Tableau"),
-    "service_account": ("SIEM export", "Backup Bot", "Audit 🔍 collector"),
+    "goal": ("Grow ARR 20%", "Réduire le churn", "Ship SOC 2 🔒"),
+    "custom_field": ("Priority", "Estimated hours", "Statut", "顧客"),
+    "message": ("All-hands notes", "Welcome Zoë 🎉", "Changement de planning"),
+    "story": ("Looks good to me 👍", "Can we move this to Friday?", "Voir la pièce jointe"),
+    "status_update": ("Weekly status: on track", "Q3 at risk ⚠️", "Statut de la semaine"),
+    "task_template": ("Bug report 🐛", "Onboarding checklist", "Demande d'achat"),
+    "project_template": ("Product launch", "Sprint 🚀", "Planification annuelle"),
+    "workspace_announcement": ("Maintenance on Saturday 🛠️", "New SSO policy", "Bienvenue !"),
+    "division": ("EMEA 🌍", "Engineering", "Ventes Amériques"),
+    "search": ("Overdue tasks", "Tâches de l'équipe", "My open approvals ✅"),
 }
+# The subtypes these objects have in Asana's API; other resources carry no resource_subtype.
 _SUBTYPES: dict[str, tuple[str, ...]] = {
-    "task": ("default_task", "default_task", "default_task", "milestone", "approval"),
-    "project": ("default",),
-    "portfolio": ("default",),
-    "team": ("default",),
-    "attachment": ("asana", "asana", "dropbox", "gdrive", "box", "onedrive"),
-    "app": ("default",),
-    "service_account": ("default",),
-    "user": ("default",),
-    "workspace": ("organization",),
+    "task": ("default_task", "default_task", "default_task", "default_task", "milestone", "approval"),
+    "attachment": ("asana", "asana", "asana", "gdrive", "dropbox", "box", "onedrive"),
+    "story": ("comment_added",),
+    "custom_field": ("text", "enum", "number", "multi_enum", "people"),
+    "status_update": ("project_status_update", "portfolio_status_update", "goal_status_update"),
+}
+_GID_BASES = {
+    "task": 1206000000000000,
+    "project": 1205000000000000,
+    "portfolio": 1204000000000000,
+    "attachment": 1204500000000000,
+    "team": 1203000000000000,
+    "goal": 1203500000000000,
+    "custom_field": 1202500000000000,
+    "message": 1202600000000000,
+    "story": 1202700000000000,
+    "status_update": 1202800000000000,
+    "task_template": 1202900000000000,
+    "project_template": 1202950000000000,
+    "workspace_announcement": 1201500000000000,
+    "division": 1201600000000000,
+    "search": 1201700000000000,
 }
 _USER_AGENTS: dict[str, tuple[str, ...]] = {
     "web": (
@@ -165,73 +136,79 @@ _USER_AGENTS: dict[str, tuple[str, ...]] = {
     "api": ("python-requests/2.32", "asana-python/5.0.7", "Zapier", "curl/8.7.1"),
 }
 _API_AUTH = ("service_account", "personal_access_token", "oauth", "cookie")
-_CONTEXT_TYPES = ("web", "desktop", "mobile", "api")
-_CONTEXT_WEIGHTS = (60, 15, 10, 15)
-# user, asana, asana_support, anonymous, external_administrator
-_ACTOR_WEIGHTS = (90, 3, 2, 3, 2)
+_OAUTH_APPS = ("Slack", "Google Drive", "Jira Cloud", "Zapier", "Tableau")
+_RULES = (
+    "When Task is added to this project",
+    "When task is completed, delete it",
+    "Quand une tâche est en retard 🔔",
+)
+_LOGIN_TYPES = frozenset({"user_login_succeeded", "user_login_failed"})
+_WORKSPACE_NAME = "Acme Corp 🌍"
 
 
-def _resource_gid(resource_type: str, index: int) -> str:
-    base = {
-        "task": 1206000000000000,
-        "project": 1205000000000000,
-        "portfolio": 1204000000000000,
-        "team": 1203000000000000,
-        "attachment": 1204500000000000,
-        "app": 1202000000000000,
-        "service_account": 1201000000000000,
-    }[resource_type]
-    return str(base + 101 + index * 37)
+def epoch_us(value: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime, exactly (no float rounding)."""
+    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
-def _actor(rng: random.Random, event_type: EventType) -> dict[str, Any]:
-    if event_type.name == "user_login_failed" and rng.random() < 0.5:
-        actor_type = "anonymous"
-    elif event_type.category == "logins":
-        actor_type = "user"
-    else:
-        actor_type = rng.choices(ACTOR_TYPES, weights=_ACTOR_WEIGHTS)[0]
-    if actor_type == "user":
-        gid, name, email = rng.choice(_USERS)
-        return {"actor_type": "user", "gid": gid, "name": name, "email": email}
-    if actor_type == "asana":
-        return {"actor_type": "asana", "name": "Asana"}
-    if actor_type == "asana_support":
-        return {"actor_type": "asana_support", "name": "Asana Support"}
-    if actor_type == "external_administrator":
-        return {"actor_type": "external_administrator", "name": "External administrator (SCIM)"}
-    return {"actor_type": "anonymous"}
-
-
-def _resource(rng: random.Random, event_type: EventType, workspace_gid: str) -> dict[str, Any]:
-    kind = event_type.resource_type
-    subtype = rng.choice(_SUBTYPES[kind])
-    if kind == "workspace":
-        return {
-            "resource_type": kind,
-            "resource_subtype": subtype,
-            "gid": workspace_gid,
-            "name": "Acme Corp 🌍",
-        }
-    if kind == "user":
-        gid, name, email = rng.choice(_USERS)
-        return {"resource_type": kind, "resource_subtype": subtype, "gid": gid, "name": name, "email": email}
-    names = _NAMES[kind]
+def _named(rng: random.Random, resource_type: str) -> dict[str, Any]:
+    names = _NAMES[resource_type]
     index = rng.randrange(len(names))
     return {
-        "resource_type": kind,
-        "resource_subtype": subtype,
-        "gid": _resource_gid(kind, index),
+        "resource_type": resource_type,
+        "gid": str(_GID_BASES[resource_type] + 101 + index * 37),
         "name": names[index],
     }
+
+
+def _user(key: str, value: str, user: tuple[str, str, str]) -> dict[str, Any]:
+    """A user as an actor (``key="actor_type"``) or as a resource (``key="resource_type"``)."""
+    gid, name, email = user
+    return {key: value, "gid": gid, "name": name, "email": email}
+
+
+def _actor(rng: random.Random, kind: EventType) -> dict[str, Any]:
+    if kind.category == "logins":
+        anonymous = kind.name == "user_login_failed" and rng.random() < 0.5
+        actor_type = "anonymous" if anonymous else "user"
+    else:
+        actor_type = rng.choices(ACTOR_TYPES, cum_weights=_ACTOR_CUM_WEIGHTS)[0]
+    if actor_type == "user":
+        return _user("actor_type", "user", rng.choice(_USERS))
+    return {"actor_type": actor_type}  # the spec gives gid, name and email for users only
+
+
+def _resource(
+    rng: random.Random, kind: EventType, actor: dict[str, Any], workspace_gid: str
+) -> dict[str, Any]:
+    resource_type = kind.resource_type
+    if resource_type == "workspace":
+        return {"resource_type": "workspace", "gid": workspace_gid, "name": _WORKSPACE_NAME}
+    if resource_type == "user":
+        if kind.category == "logins" and actor["actor_type"] == "user":  # users log themselves in
+            return _user("resource_type", "user", (actor["gid"], actor["name"], actor["email"]))
+        return _user("resource_type", "user", rng.choice(_USERS))
+    resource = _named(rng, resource_type)
+    subtypes = _SUBTYPES.get(resource_type)
+    if subtypes is not None:
+        resource = {"resource_type": resource_type, "resource_subtype": rng.choice(subtypes), **resource}
+    if rng.random() < 0.03:  # e.g. permanently deleted objects whose name is gone
+        resource["name"] = None
+    return resource
 
 
 def _context(rng: random.Random, actor: dict[str, Any]) -> dict[str, Any]:
     actor_type = actor["actor_type"]
     if actor_type == "asana":
-        return {"context_type": "asana"}
+        context: dict[str, Any] = {"context_type": "asana"}
+        if rng.random() < 0.4:
+            context["rule_name"] = rng.choice(_RULES)
+        return context
     if actor_type == "asana_support":
-        return {"context_type": "asana_support"}
+        context = {"context_type": "asana_support"}
+        if rng.random() < 0.6:
+            context["on_behalf_of_user_id"] = int(rng.choice(_USERS)[0])
+        return context
     ip = f"198.51.100.{rng.randrange(1, 255)}" if rng.random() < 0.7 else f"203.0.113.{rng.randrange(1, 255)}"
     if actor_type == "external_administrator":
         return {
@@ -241,30 +218,54 @@ def _context(rng: random.Random, actor: dict[str, Any]) -> dict[str, Any]:
             "user_agent": "Okta SCIM 2.0",
             "oauth_app_name": "Okta",
         }
-    context_type = rng.choices(_CONTEXT_TYPES, weights=_CONTEXT_WEIGHTS)[0]
-    context: dict[str, Any] = {"context_type": context_type}
+    context_type = rng.choices(_CONTEXT_TYPES, cum_weights=_CONTEXT_CUM_WEIGHTS)[0]
+    context = {"context_type": context_type}
+    if context_type == "email":  # e.g. a task deleted by replying to a notification
+        return context
     if context_type == "api":
         method = rng.choice(_API_AUTH)
         context["api_authentication_method"] = method
         if method == "oauth":
-            context["oauth_app_name"] = rng.choice(_NAMES["app"])
+            context["oauth_app_name"] = rng.choice(_OAUTH_APPS)
     context["client_ip_address"] = ip
     context["user_agent"] = rng.choice(_USER_AGENTS[context_type])
     return context
 
 
-def _details(rng: random.Random, event_type: EventType) -> dict[str, Any]:
-    if event_type.change is not None:
-        olds, news = event_type.change
-        old = rng.choice(olds)
-        new_choices = [v for v in news if v != old] or list(news)
-        return {"old_value": old, "new_value": rng.choice(new_choices)}
-    if event_type.category == "logins" and event_type.name != "user_logged_out":
-        return {"method": rng.choice(("password", "google_sso", "saml", "saml", "magic_link"))}
-    if event_type.name in ("team_member_added", "project_member_added") and rng.random() < 0.5:
-        gid, name, _email = rng.choice(_USERS)
-        return {"group": {"gid": gid, "name": name, "resource_type": "user"}}
+def _details(rng: random.Random, kind: EventType) -> dict[str, Any]:
+    if kind.change is not None:
+        olds, news = kind.change
+        old: str | None = rng.choice(olds)
+        new: str | None = rng.choice([v for v in news if v != old] or list(news))
+        draw = rng.random()
+        if draw < 0.04:  # set for the first time
+            old = None
+        elif draw < 0.06:  # cleared
+            new = None
+        details: dict[str, Any] = {"old_value": old, "new_value": new}
+        if kind.name == "user_division_admin_role_changed":
+            details["group"] = _named(rng, "division")
+        return details
+    if kind.name in _LOGIN_TYPES:
+        saml = rng.random() < 0.25
+        return {"saml_response": f"PHNhbWxwOlJlc3BvbnNl{rng.getrandbits(64):016x}" if saml else None}
     return {}
+
+
+def _event(
+    rng: random.Random, *, gid: str, created_at: str, kind: EventType, workspace_gid: str
+) -> dict[str, Any]:
+    actor = _actor(rng, kind)
+    return {
+        "gid": gid,
+        "created_at": created_at,
+        "event_type": kind.name,
+        "event_category": kind.category,
+        "actor": actor,
+        "resource": _resource(rng, kind, actor, workspace_gid),
+        "details": _details(rng, kind),
+        "context": _context(rng, actor),
+    }
 
 
 def make_event(
@@ -282,36 +283,24 @@ def make_event(
     :param gid: the event's gid, a string of digits.
     :param created_at: the event's instant; formatted with millisecond precision (microseconds are
         truncated to the millisecond).
-    :param event_type: the ``event_type``; a random realistic one when ``None``. Unknown types are
+    :param event_type: the ``event_type``; a random documented one when ``None``. Unknown types are
         accepted (category ``other``, resource ``task``), as Asana keeps adding types.
     :param workspace_gid: the workspace, used as the resource of workspace-level events.
     :return: a plain JSON-serialisable dict.
     """
     if event_type is None:
-        kind = rng.choices(EVENT_TYPES, weights=[t.weight for t in EVENT_TYPES])[0]
+        kind = rng.choices(EVENT_TYPES, cum_weights=_TYPE_CUM_WEIGHTS)[0]
     else:
         kind = _TYPES_BY_NAME.get(event_type) or EventType(event_type, "other", "task")
     instant = parse_instant(created_at, name="created_at")
     instant = instant.replace(microsecond=instant.microsecond - instant.microsecond % 1000)
-    actor = _actor(rng, kind)
-    return {
-        "gid": gid,
-        "created_at": format_instant(instant),
-        "event_type": kind.name,
-        "event_category": kind.category,
-        "actor": actor,
-        "resource": _resource(rng, kind, workspace_gid),
-        "details": _details(rng, kind),
-        "context": _context(rng, actor),
-    }
+    return _event(rng, gid=gid, created_at=format_instant(instant), kind=kind, workspace_gid=workspace_gid)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _epoch_us(value: datetime) -> int:
-    """Microseconds since the Unix epoch, exactly (no float rounding)."""
-    return (value - _EPOCH) // timedelta(microseconds=1)
+def _format_ms(ms: int) -> str:
+    """``format_instant`` of a whole millisecond since the epoch, without building a datetime."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -327,42 +316,47 @@ def generate_events(
     end: datetime,
     per_day: int = 200,
     workspace_gid: str = DEFAULT_WORKSPACE_GID,
+    count: int | None = None,
 ) -> list[dict[str, Any]]:
     """
     Generate a deterministic list of audit events in ``[start, end)``.
 
     The same arguments always give the same events. About ``per_day`` events are generated per day
-    of the range (exactly ``round(per_day * days)``), denser in working hours. A few percent of them
-    come in groups of 2 to 5 sharing one ``created_at`` (at least one group whenever there are two
-    events or more). The result is sorted the way the server serves it: by ``(created_at, int(gid))``;
-    gids are unique, 16 digits, and grow with time as Asana's do.
+    of the range (exactly ``round(per_day * days)``, or exactly ``count``), denser in working hours.
+    A few percent of them come in groups of 2 to 5 sharing one ``created_at`` (at least one group
+    whenever there are two events or more). The result is sorted the way the server serves it: by
+    ``(created_at, int(gid))``; gids are unique, 16 digits, and grow with time as Asana's do.
 
     :param seed: the random seed.
     :param start: first instant of the range (inclusive); naive datetimes are taken as UTC.
     :param end: end of the range (exclusive).
     :param per_day: average number of events per day.
     :param workspace_gid: the workspace the events belong to.
+    :param count: the exact number of events, instead of ``per_day``.
     :return: a list of plain JSON-serialisable dicts.
     """
     start_utc, end_utc = _as_utc(start), _as_utc(end)
     if per_day < 0:
         raise ValueError(f"per_day must be >= 0, not {per_day}")
+    if count is not None and count < 0:
+        raise ValueError(f"count must be >= 0, not {count}")
     if end_utc <= start_utc:
         return []
     rng = random.Random(f"asana-audit-standin:{seed}")
     # Whole milliseconds: the first one at or after start, the span up to end (exclusive).
-    first_ms = -(-_epoch_us(start_utc) // 1000)
-    last_ms = -(-_epoch_us(end_utc) // 1000) - 1
-    if last_ms < first_ms:
+    first_ms = -(-epoch_us(start_utc) // 1000)
+    span_ms = -(-epoch_us(end_utc) // 1000) - first_ms
+    if span_ms <= 0:
         return []
-    days = (end_utc - start_utc) / timedelta(days=1)
-    count = round(per_day * days)
+    if count is None:
+        count = round(per_day * ((end_utc - start_utc) / timedelta(days=1)))
 
     stamps: list[int] = []
+    random_ = rng.random
     while len(stamps) < count:
-        ms = rng.randint(first_ms, last_ms)
+        ms = first_ms + int(random_() * span_ms)
         hour = (ms // 3_600_000) % 24
-        if 7 <= hour < 19 or rng.random() < 0.35:
+        if 7 <= hour < 19 or random_() < 0.35:  # busier in (UTC) working hours
             stamps.append(ms)
     stamps.sort()
 
@@ -370,7 +364,7 @@ def generate_events(
     grouped = False
     i = 0
     while i < len(stamps):
-        if rng.random() < 0.012 and i + 1 < len(stamps):
+        if random_() < 0.012 and i + 1 < len(stamps):
             size = min(rng.randint(2, 5), len(stamps) - i)
             stamps[i : i + size] = [stamps[i]] * size
             grouped = True
@@ -382,10 +376,12 @@ def generate_events(
         stamps[i + 1] = stamps[i]
     stamps.sort()
 
+    kinds = rng.choices(EVENT_TYPES, cum_weights=_TYPE_CUM_WEIGHTS, k=len(stamps))
     gid = 1_207_000_000_000_000 + rng.randrange(100_000_000)
     events = []
-    for ms in stamps:
-        gid += rng.randint(1, 5_000)
-        instant = _EPOCH + timedelta(milliseconds=ms)
-        events.append(make_event(rng, gid=str(gid), created_at=instant, workspace_gid=workspace_gid))
+    for ms, kind in zip(stamps, kinds, strict=True):
+        gid += 1 + int(random_() * 5_000)
+        events.append(
+            _event(rng, gid=str(gid), created_at=_format_ms(ms), kind=kind, workspace_gid=workspace_gid)
+        )
     return events

@@ -2,7 +2,8 @@
 The triggers wait for and follow the audit log without blocking the event loop.
 
 Plain tests that drive the async generators with ``asyncio.run``, against the stand-in over real
-HTTP; ``standin.ground_truth`` and the events appended by the test are the oracle.
+HTTP; ``standin.ground_truth`` and the events appended by the test are the oracle. They synchronise on
+what the stand-in has seen (its request counters), never on the length of a sleep.
 """
 
 from __future__ import annotations
@@ -10,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import shutil
-import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -27,9 +25,10 @@ from airflow_provider_asana_audit.triggers.audit_log import (
     AsanaAuditLogEventTrigger,
     AsanaAuditLogTrigger,
 )
+from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.helpers.waiting import await_until
 
 FAILED_LOGIN = "user_login_failed"
-EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "example_asana_audit_watcher.py"
 WRONG_TOKEN = "0/wrong-service-account-token-5f1e"
 T = TypeVar("T")
 
@@ -52,7 +51,7 @@ def _rebuild(trigger: Any) -> Any:
 
 
 async def _first_event(trigger: Any) -> dict[str, Any]:
-    run: AsyncIterator[Any] = trigger.run()
+    run: AsyncGenerator[Any, None] = trigger.run()
     try:
         event = await anext(run)
     finally:
@@ -80,6 +79,7 @@ def test_wait_trigger_round_trips_through_serialize() -> None:
         filters={"event_type": FAILED_LOGIN, "actor_type": "user"},
         min_events=3,
         poll_interval=30.0,
+        timeout_at="2026-01-01T01:00:00.000Z",
     )
 
     rebuilt = _rebuild(trigger)
@@ -95,6 +95,11 @@ def test_watch_trigger_round_trips_through_serialize() -> None:
 
     assert type(rebuilt) is AsanaAuditLogEventTrigger
     assert rebuilt.serialize() == trigger.serialize()
+
+
+def test_watch_trigger_keeps_its_start_as_an_iso_string() -> None:
+    trigger = _watch_trigger(start_at=datetime(2026, 1, 1, 12, tzinfo=timezone.utc))
+
     assert trigger.serialize()[1]["start_at"] == "2026-01-01T12:00:00.000Z"
 
 
@@ -115,7 +120,9 @@ def test_wait_trigger_fires_once_events_are_appended_while_it_polls(asana_conn: 
                 _wait_trigger(start_at=format_instant(start_at), filters={"event_type": FAILED_LOGIN})
             )
         )
-        await asyncio.sleep(0.5)
+        await await_until(
+            lambda: len(asana_conn.requests) >= 2, message="the trigger should poll twice, finding nothing"
+        )
         assert not waiting.done()
         await asyncio.to_thread(asana_conn.append_events, 2, event_type=FAILED_LOGIN)
         return await waiting
@@ -128,30 +135,47 @@ def test_wait_trigger_fires_once_events_are_appended_while_it_polls(asana_conn: 
     assert payload["next_offset"]
 
 
-def test_wait_trigger_does_not_block_the_event_loop_during_a_slow_request(asana_conn: FakeAsana) -> None:
+def test_wait_trigger_keeps_the_event_loop_running_while_a_request_is_in_flight(
+    asana_conn: FakeAsana,
+) -> None:
+    # The stand-in holds the response for a second; the loop must run meanwhile.
     asana_conn.inject(Fault.SLOW, delay=1.0)
-    ticks: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            ticks.append(time.monotonic())
-            await asyncio.sleep(0.05)
+    in_flight: list[bool] = []
 
     async def scenario() -> dict[str, Any]:
-        ticking = asyncio.ensure_future(ticker())
-        try:
-            start_at = format_instant(datetime.now(timezone.utc) - timedelta(days=2))
-            return await _first_event(_wait_trigger(start_at=start_at))
-        finally:
-            ticking.cancel()
+        start_at = format_instant(datetime.now(timezone.utc) - timedelta(days=2))
+        waiting = asyncio.ensure_future(_first_event(_wait_trigger(start_at=start_at)))
+        await await_until(lambda: asana_conn.stats.requests == 1, message="the request should arrive")
+        # Had the request blocked the loop, this would run only after the response was sent.
+        in_flight.append(asana_conn.requests == [] and not waiting.done())
+        return await waiting
 
-    started = time.monotonic()
     payload = _run(scenario())
 
+    assert in_flight == [True]
     assert payload["status"] == "success"
     assert asana_conn.stats.faults_served[Fault.SLOW.value] == 1
-    assert time.monotonic() - started >= 1.0
-    assert len(ticks) >= 10, f"the loop ticked {len(ticks)} times during a 1 s request"
+
+
+def test_wait_trigger_gives_up_with_a_timeout_event_at_its_deadline(asana_conn: FakeAsana) -> None:
+    timeout_at = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+
+    payload = _run(
+        _first_event(
+            _wait_trigger(
+                start_at=format_instant(_now()),
+                filters={"event_type": FAILED_LOGIN},
+                poll_interval=60,  # the deadline, not the next poll, ends the wait
+                timeout_at=format_instant(timeout_at),
+            )
+        )
+    )
+
+    # Within _run's 30 s: the deadline, not the next poll a minute later, ended the wait.
+    assert payload["status"] == "timeout"
+    assert payload["count"] == 0
+    assert "Found 0 of 1" in payload["message"]
+    assert datetime.now(timezone.utc) >= timeout_at
 
 
 def test_wait_trigger_turns_a_refused_token_into_an_error_event_without_the_token(
@@ -182,8 +206,9 @@ def test_wait_trigger_turns_a_bad_argument_into_an_error_event(asana_conn: FakeA
 class Watch:
     """Drives an event trigger in the background and collects its payloads."""
 
-    def __init__(self, trigger: AsanaAuditLogEventTrigger) -> None:
+    def __init__(self, trigger: AsanaAuditLogEventTrigger, fake: FakeAsana) -> None:
         self.payloads: list[dict[str, Any]] = []
+        self._fake = fake
         self._run = trigger.run()
         self._task = asyncio.ensure_future(self._collect())
 
@@ -191,14 +216,32 @@ class Watch:
         async for event in self._run:
             self.payloads.append(event.payload)
 
-    async def until(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-        """Wait until ``count`` payloads arrived, then a little longer to catch any duplicate."""
-        deadline = time.monotonic() + timeout
-        while len(self.payloads) < count and time.monotonic() < deadline and not self._task.done():
-            await asyncio.sleep(0.05)
+    def _alive(self) -> bool:
         if self._task.done():
             self._task.result()  # raise the trigger's error
-        await asyncio.sleep(0.4)  # several more polls
+            raise AssertionError("the trigger stopped")
+        return True
+
+    async def until(self, count: int) -> list[dict[str, Any]]:
+        """Wait until ``count`` payloads arrived."""
+        await await_until(
+            lambda: self._alive() and len(self.payloads) >= count,
+            message=f"the trigger should deliver {count} events, not {len(self.payloads)}",
+        )
+        return list(self.payloads)
+
+    async def polls(self, count: int) -> None:
+        """Wait until the trigger has polled ``count`` more times."""
+        seen = self._fake.stats.requests
+        await await_until(
+            lambda: self._alive() and self._fake.stats.requests >= seen + count,
+            message=f"the trigger should poll {count} more times",
+        )
+
+    async def until_quiet(self, count: int) -> list[dict[str, Any]]:
+        """Wait until ``count`` payloads arrived, then for 3 more polls, to catch any duplicate."""
+        await self.until(count)
+        await self.polls(3)
         return list(self.payloads)
 
     async def stop(self) -> None:
@@ -216,7 +259,7 @@ def test_watch_trigger_delivers_the_backlog_and_each_appended_event_once(asana_c
     appended: list[dict[str, Any]] = []
 
     async def scenario() -> list[dict[str, Any]]:
-        watch = Watch(_watch_trigger(start_at=start_at))
+        watch = Watch(_watch_trigger(start_at=start_at), asana_conn)
         try:
             await watch.until(len(backlog))
             for size in (1, 3, 2):
@@ -224,8 +267,8 @@ def test_watch_trigger_delivers_the_backlog_and_each_appended_event_once(asana_c
                     await asyncio.to_thread(asana_conn.append_events, size, event_type=FAILED_LOGIN)
                 )
                 await asyncio.to_thread(asana_conn.append_events, 1, event_type="task_deleted")
-                await asyncio.sleep(0.25)
-            return await watch.until(len(backlog) + len(appended))
+                await watch.until(len(backlog) + len(appended))  # each batch in its own poll
+            return await watch.until_quiet(len(backlog) + len(appended))
         finally:
             await watch.stop()
 
@@ -237,11 +280,12 @@ def test_watch_trigger_delivers_the_backlog_and_each_appended_event_once(asana_c
 
 def test_watch_trigger_from_now_delivers_only_events_created_after_it_started(asana_conn: FakeAsana) -> None:
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        watch = Watch(_watch_trigger())
+        watch = Watch(_watch_trigger(), asana_conn)
         try:
-            await asyncio.sleep(0.3)
+            # Two polls: the trigger fixed its start at least one poll interval ago.
+            await watch.polls(2)
             new = await asyncio.to_thread(asana_conn.append_events, 2, event_type=FAILED_LOGIN)
-            return await watch.until(2), new
+            return await watch.until_quiet(2), new
         finally:
             await watch.stop()
 
@@ -256,7 +300,7 @@ def test_watch_trigger_delivers_each_event_once_when_its_offset_expires(asana_co
     delivered: list[dict[str, Any]] = []
 
     async def scenario() -> list[dict[str, Any]]:
-        watch = Watch(_watch_trigger(start_at=start_at))
+        watch = Watch(_watch_trigger(start_at=start_at), asana_conn)
         try:
             delivered.extend(
                 await asyncio.to_thread(
@@ -265,14 +309,17 @@ def test_watch_trigger_delivers_each_event_once_when_its_offset_expires(asana_co
             )
             await watch.until(2)
             asana_conn.inject(Fault.EXPIRE_OFFSET)
-            await asyncio.sleep(0.3)
+            await await_until(
+                lambda: asana_conn.stats.faults_served[Fault.EXPIRE_OFFSET.value] == 1,
+                message="the trigger's next poll should meet the expired offset",
+            )
             delivered.extend(
                 await asyncio.to_thread(
                     asana_conn.append_events, 2, created_at=instant, event_type=FAILED_LOGIN
                 )
             )
             delivered.extend(await asyncio.to_thread(asana_conn.append_events, 1, event_type=FAILED_LOGIN))
-            return await watch.until(5)
+            return await watch.until_quiet(5)
         finally:
             await watch.stop()
 
@@ -308,37 +355,23 @@ def test_watch_trigger_stops_with_the_error_when_the_token_is_refused(
 # --------------------------------------------------------------------------- Airflow 3 asset watcher
 
 
-def test_watch_trigger_is_accepted_by_an_asset_watcher_and_hashes_stably() -> None:
-    sdk = pytest.importorskip("airflow.sdk")
-    if not hasattr(sdk, "AssetWatcher"):
-        pytest.skip("AssetWatcher is Airflow 3 only")
-    from airflow.triggers.base import BaseEventTrigger
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="AssetWatcher is Airflow 3 only")
+def test_watch_trigger_is_an_event_trigger_that_an_asset_watcher_accepts() -> None:
+    from airflow.providers.common.compat.triggers import BaseEventTrigger
+    from airflow.sdk import Asset, AssetWatcher
 
     trigger = _watch_trigger(start_at="2026-01-01T00:00:00Z")
-    asset = sdk.Asset("asana_failed_logins", watchers=[sdk.AssetWatcher(name="w", trigger=trigger)])
 
-    assert asset.watchers[0].trigger is trigger
+    assert isinstance(trigger, BaseEventTrigger)
+    Asset("asana_failed_logins", watchers=[AssetWatcher(name="w", trigger=trigger)])  # validates it
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="AssetWatcher is Airflow 3 only")
+def test_watch_trigger_hashes_stably_across_a_rebuild() -> None:
+    from airflow.providers.common.compat.triggers import BaseEventTrigger
+
+    trigger = _watch_trigger(start_at="2026-01-01T00:00:00Z")
+
     assert BaseEventTrigger.hash(*trigger.serialize()) == BaseEventTrigger.hash(
         *_rebuild(trigger).serialize()
     )
-
-
-def test_example_watcher_dag_loads_and_is_scheduled_by_the_watched_asset(airflow_home: Path) -> None:
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
-
-    path = airflow_home / "dags" / EXAMPLE.name
-    shutil.copy(EXAMPLE, path)
-    dagbag = DagBag(dag_folder=str(path))
-
-    assert not dagbag.import_errors, dagbag.import_errors
-    if not AIRFLOW_V_3_0_PLUS:
-        assert dagbag.dag_ids == []  # asset watchers are Airflow 3 only
-        return
-    (asset,) = dagbag.dags["example_asana_audit_watcher"].timetable.asset_condition.objects
-    (watcher,) = asset.watchers
-    assert isinstance(watcher.trigger, AsanaAuditLogEventTrigger)
-    assert watcher.trigger.serialize()[1]["filters"] == {"event_type": FAILED_LOGIN}

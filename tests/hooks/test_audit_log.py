@@ -1,22 +1,29 @@
-"""The hook: connections from every source, lazy resolution, test_connection, the connection form."""
+"""
+The hook: connections from every source, lazy resolution, test_connection, the shared check.
+
+The connection form and provider registration are in ``tests/test_get_provider_info.py``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pytest_mock import MockerFixture
 
 from airflow_provider_asana_audit.client import DEFAULT_BASE_URL, RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
-from airflow_provider_asana_audit.get_provider_info import CONN_FIELDS, get_provider_info
-from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook, AuditLogCheck
 from airflow_provider_asana_audit.testing import FakeAsana, Fault
+from airflow_provider_asana_audit.timeutils import format_instant
 
 CONN_ID = "asana_audit_log_default"
 
@@ -112,7 +119,7 @@ def test_a_connection_in_the_metadata_database_is_tested_by_the_airflow_cli(
     assert standin.stats.by_status[200] >= 1
 
 
-def test_the_connection_is_resolved_lazily(mocker) -> None:  # type: ignore[no-untyped-def]
+def test_the_connection_is_resolved_lazily(mocker: MockerFixture) -> None:
     get_connection = mocker.patch.object(AsanaAuditLogHook, "get_connection")
     AsanaAuditLogHook("anything")
     get_connection.assert_not_called()
@@ -148,7 +155,7 @@ def test_an_empty_host_means_asanas_api(monkeypatch: pytest.MonkeyPatch) -> None
     ],
 )
 def test_an_incomplete_connection_says_what_to_set(
-    standin: FakeAsana, monkeypatch: pytest.MonkeyPatch, changes: dict, message: str
+    standin: FakeAsana, monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any], message: str
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", conn_json(standin, **changes))
     with pytest.raises(AsanaAuditLogConfigError, match=message):
@@ -185,7 +192,7 @@ def test_test_connection_succeeds_against_a_readable_audit_log(asana_conn: FakeA
     ],
 )
 def test_test_connection_tells_what_to_fix(
-    monkeypatch: pytest.MonkeyPatch, changes: dict, expected: str
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any], expected: str
 ) -> None:
     with FakeAsana(events_per_day=5, denied_tokens={"personal-access-token": 402}) as fake:
         monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", conn_json(fake, **changes))
@@ -199,8 +206,14 @@ def test_test_connection_tells_what_to_fix(
 # --- secrecy ---------------------------------------------------------------------------------------
 
 
+def _logged(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> str:
+    """What the hook logged: Airflow 3 logs to the console (structlog), Airflow 2 through logging."""
+    out, err = capfd.readouterr()
+    return caplog.text + out + err
+
+
 def test_the_token_never_appears_in_logs_or_errors(
-    asana_conn: FakeAsana, caplog: pytest.LogCaptureFixture
+    asana_conn: FakeAsana, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for fault in (Fault.UNAVAILABLE_503, Fault.DROP, Fault.RATE_LIMIT, Fault.EXPIRE_OFFSET):
@@ -208,55 +221,127 @@ def test_the_token_never_appears_in_logs_or_errors(
     hook = AsanaAuditLogHook(retry=RetryPolicy(backoff_base=0.01))
     events = list(hook.iter_events(page_size=50))
     assert events == asana_conn.ground_truth()
-    assert asana_conn.token not in caplog.text
+    logged = _logged(caplog, capfd)
+    assert "HTTP 503" in logged, "the retries must have been logged"
+    assert "offset" in logged, "the offset recovery must have been logged"
+    assert asana_conn.token not in logged
     assert asana_conn.token not in repr(hook.client)
 
 
-# --- the connection form and provider registration ----------------------------------------------
+# --- the hook's settings reach the client ------------------------------------------------------
 
 
-def test_form_widgets_for_airflow_before_3_2_match_the_declarative_fields() -> None:
-    pytest.importorskip("flask_appbuilder", reason="the pre-3.2 form needs Flask-AppBuilder (Airflow 2.x)")
-    assert set(AsanaAuditLogHook.get_connection_form_widgets()) == set(CONN_FIELDS) == {"workspace_gid"}
-
-
-def test_field_behaviour_matches_the_declarative_provider_info() -> None:
-    connection_type = get_provider_info()["connection-types"][0]
-    behaviour = AsanaAuditLogHook.get_ui_field_behaviour()
-    assert behaviour["hidden_fields"] == connection_type["ui-field-behaviour"]["hidden-fields"]
-    assert behaviour["relabeling"]["password"] == "Service account token"
-    assert connection_type["connection-type"] == AsanaAuditLogHook.conn_type == "asana_audit_log"
-    assert connection_type["hook-class-name"] == f"{AsanaAuditLogHook.__module__}.AsanaAuditLogHook"
-
-
-def test_airflow_discovers_the_provider_and_its_connection_form() -> None:
-    result = run_python(
-        "from airflow.providers_manager import ProvidersManager\n"
-        "import json\n"
-        "pm = ProvidersManager()\n"
-        "hook = pm.hooks['asana_audit_log']\n"
-        "print(json.dumps({'provider': 'airflow-provider-asana-audit' in pm.providers,\n"
-        "  'hook': hook.hook_class_name, 'name': hook.hook_name,\n"
-        "  'widgets': sorted(k for k in pm.connection_form_widgets if 'asana_audit_log' in k),\n"
-        "  'hidden': pm.field_behaviours['asana_audit_log']['hidden_fields']}))\n",
-        {},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
-    assert found == {
-        "provider": True,
-        "hook": "airflow_provider_asana_audit.hooks.audit_log.AsanaAuditLogHook",
-        "name": "Asana Audit Log",
-        "widgets": ["extra__asana_audit_log__workspace_gid"],
-        "hidden": ["schema", "port", "login", "extra"],
-    }
-
-
-def test_retry_policy_reaches_the_client(asana_conn: FakeAsana) -> None:
+def test_the_retry_policy_reaches_the_client(asana_conn: FakeAsana) -> None:
     policy = RetryPolicy(max_attempts=2, max_elapsed=1, backoff_base=0.01)
-    hook = AsanaAuditLogHook(retry=policy, read_timeout=5, requests_per_minute=600)
-    assert hook.client.retry is policy
-    assert hook.client.timeout == (10.0, 5)
-    assert hook.client.rate_limiter is not None
-    assert hook.client.rate_limiter.rate == pytest.approx(10)
-    assert timedelta(seconds=hook.client.timeout[1]) == timedelta(seconds=5)
+
+    assert AsanaAuditLogHook(retry=policy).client.retry is policy
+
+
+def test_the_read_timeout_reaches_the_client_with_the_default_connect_timeout(asana_conn: FakeAsana) -> None:
+    assert AsanaAuditLogHook(read_timeout=5).client.timeout == (10.0, 5)
+
+
+def test_the_connect_timeout_reaches_the_client(asana_conn: FakeAsana) -> None:
+    assert AsanaAuditLogHook(connect_timeout=3).client.timeout == (3, 60.0)
+
+
+def test_the_read_timeout_applies_to_each_request(
+    asana_conn: FakeAsana, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    asana_conn.inject(Fault.SLOW, delay=2.0)
+    hook = AsanaAuditLogHook(read_timeout=0.3, retry=RetryPolicy(backoff_base=0.01))
+
+    page = next(hook.iter_pages(page_size=10))
+
+    assert page.events == asana_conn.ground_truth()[:10]
+    assert "ReadTimeout" in _logged(caplog, capfd)
+    assert asana_conn.stats.requests == 2  # the slow one, then the retry
+
+
+def test_requests_per_minute_gives_the_client_the_tokens_shared_rate_limiter(asana_conn: FakeAsana) -> None:
+    client = AsanaAuditLogHook(requests_per_minute=600).client
+
+    assert client.rate_limiter is not None
+    assert client.rate_limiter.rate == pytest.approx(10)
+    assert AsanaAuditLogHook(requests_per_minute=600).client.rate_limiter is client.rate_limiter
+
+
+def test_without_requests_per_minute_the_client_has_no_rate_limiter(asana_conn: FakeAsana) -> None:
+    assert AsanaAuditLogHook().client.rate_limiter is None
+
+
+# --- the shared check ---------------------------------------------------------------------------------
+
+
+def _days_ago(days: int) -> str:
+    return format_instant(datetime.now(timezone.utc) - timedelta(days=days))
+
+
+def test_check_reports_the_first_min_events_from_one_request(asana_conn: FakeAsana) -> None:
+    start_at = _days_ago(3)
+
+    found = AsanaAuditLogHook().check(start_at=start_at, min_events=5)
+
+    truth = asana_conn.ground_truth(start_at)[:5]
+    assert found == AuditLogCheck(
+        count=5,
+        first_created_at=truth[0]["created_at"],
+        first_gid=truth[0]["gid"],
+        last_created_at=truth[-1]["created_at"],
+        last_gid=truth[-1]["gid"],
+        next_offset=found["next_offset"],
+    )
+    assert found["next_offset"]
+    assert [r.params["limit"] for r in asana_conn.requests] == ["5"]
+
+
+def test_check_continues_from_its_next_offset_with_the_events_after_the_last_one_found(
+    asana_conn: FakeAsana,
+) -> None:
+    start_at = _days_ago(3)
+    hook = AsanaAuditLogHook()
+
+    found = hook.check(start_at=start_at, min_events=5)
+    after = next(hook.iter_pages(start_at, page_size=5, offset=found["next_offset"]))
+
+    assert after.events == asana_conn.ground_truth(start_at)[5:10]
+
+
+def test_check_of_a_window_without_matches_finds_nothing(asana_conn: FakeAsana) -> None:
+    found = AsanaAuditLogHook().check(start_at=_days_ago(3), filters={"event_type": "no_such_event_type"})
+
+    assert found == AuditLogCheck(
+        count=0,
+        first_created_at=None,
+        first_gid=None,
+        last_created_at=None,
+        last_gid=None,
+        next_offset=None,
+    )
+
+
+def test_check_refuses_an_unknown_filter_before_any_request(asana_conn: FakeAsana) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match="Unknown filter"):
+        AsanaAuditLogHook().check(start_at=_days_ago(1), filters={"event": "user_login_failed"})
+    assert asana_conn.stats.requests == 0
+
+
+@pytest.mark.parametrize("min_events", [0, -1, True, 1.5])
+def test_check_refuses_a_min_events_that_is_not_a_positive_integer(
+    asana_conn: FakeAsana, min_events: Any
+) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match="min_events"):
+        AsanaAuditLogHook().check(start_at=_days_ago(1), min_events=min_events)
+    assert asana_conn.stats.requests == 0
+
+
+def test_acheck_finds_what_check_finds(asana_conn: FakeAsana) -> None:
+    start_at = _days_ago(2)
+    filters = {"event_type": "user_login_failed"}
+
+    found = asyncio.run(AsanaAuditLogHook().acheck(start_at=start_at, filters=filters, min_events=2))
+    expected = AsanaAuditLogHook().check(start_at=start_at, filters=filters, min_events=2)
+
+    # Equal but for the offsets, which carry the instant they were issued.
+    assert {**found, "next_offset": None} == {**expected, "next_offset": None}
+    assert isinstance(found["next_offset"], str)

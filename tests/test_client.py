@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 import requests
@@ -29,15 +30,16 @@ from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogNotFoundError,
     AsanaAuditLogRetriesExhaustedError,
 )
-from airflow_provider_asana_audit.testing import FakeAsana, Fault, make_event
+from airflow_provider_asana_audit.testing import INVALID_OFFSET_MESSAGE, FakeAsana, Fault, make_event
 from airflow_provider_asana_audit.timeutils import format_instant
+from tests.helpers.waiting import Background, wait_until
 
 FAST_RETRY = RetryPolicy(max_attempts=6, max_elapsed=30, backoff_base=0.01, backoff_max=0.05)
 # Midnight three days ago: inside the stand-in's generated range and Asana's retention, whenever run.
 T0 = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
 
 
-def event(gid: str, created_at: str) -> dict:
+def event(gid: str, created_at: str) -> dict[str, Any]:
     return make_event(random.Random(gid), gid=gid, created_at=created_at)
 
 
@@ -59,7 +61,12 @@ def make_client(fake: FakeAsana, **kwargs: object) -> AsanaAuditLogClient:
     return AsanaAuditLogClient(**options)  # type: ignore[arg-type]
 
 
-def read_all(client: AsanaAuditLogClient, query: AuditLogQuery | None = None) -> list[dict]:
+def _after(instant: float) -> Callable[[], bool]:
+    """A condition: ``time.time()`` is past ``instant``."""
+    return lambda: time.time() > instant
+
+
+def read_all(client: AsanaAuditLogClient, query: AuditLogQuery | None = None) -> list[dict[str, Any]]:
     return list(client.iter_events(query or AuditLogQuery(page_size=7)))
 
 
@@ -111,14 +118,15 @@ def test_window_includes_its_start_and_excludes_its_end(fake: FakeAsana) -> None
     ids=["event_type", "actor_type", "resource_gid", "actor_gid"],
 )
 def test_each_filter_returns_exactly_the_matching_events(fake: FakeAsana, filters: dict[str, str]) -> None:
-    sample = fake.ground_truth()[5]
+    # An event whose actor and resource have gids (anonymous actors have none).
+    sample = next(e for e in fake.ground_truth() if e["actor"].get("gid") and e["resource"].get("gid"))
     if filters.get("resource_gid"):
         filters = {"resource_gid": sample["resource"]["gid"]}
     if filters.get("actor_gid"):
         filters = {"actor_gid": sample["actor"]["gid"]}
     expected = fake.ground_truth(**filters)
     assert expected, "the filter should match something in the generated data"
-    assert read_all(make_client(fake), AuditLogQuery(page_size=5, **filters)) == expected
+    assert read_all(make_client(fake), AuditLogQuery.build(page_size=5, filters=filters)) == expected
 
 
 def test_events_sharing_a_created_at_across_a_page_boundary_are_each_read_once(fake: FakeAsana) -> None:
@@ -165,14 +173,17 @@ def test_an_expired_offset_mid_window_resumes_without_loss_or_repeat(fake: FakeA
 
 
 def test_offsets_that_expire_while_the_consumer_is_slow_are_recovered_exactly() -> None:
-    with FakeAsana(seed=3, events_per_day=120, offset_ttl=0.2) as fake:
+    ttl = 0.2
+    with FakeAsana(seed=3, events_per_day=120, offset_ttl=ttl) as fake:
         events = []
         for number, page in enumerate(make_client(fake).iter_pages(AuditLogQuery(page_size=25))):
+            expired_at = time.time() + ttl  # the page's next offset was issued before now
             events.extend(page.events)
-            if number % 3 == 0:
-                time.sleep(0.3)  # a slow writer downstream: the next offset has expired
+            if number % 3 == 0:  # a slow writer downstream: hold on until the next offset has expired
+                wait_until(_after(expired_at), message="the offset should expire")
         assert events == fake.ground_truth()
         assert fake.stats.by_status[400] > 0
+        assert fake.stats.faults_served == {}  # the stand-in's own expiry, not an injected fault
 
 
 def test_an_offset_that_keeps_failing_without_progress_gives_up(fake: FakeAsana) -> None:
@@ -226,20 +237,30 @@ def test_429_waits_at_least_retry_after_before_the_next_request(fake: FakeAsana)
     assert second.time - first.time >= 1.0
 
 
+class SignallingLimiter(RateLimiter):
+    """A rate limiter that tells when a client has paused it."""
+
+    def __init__(self, requests_per_minute: float) -> None:
+        super().__init__(requests_per_minute)
+        self.paused = threading.Event()
+
+    def pause(self, seconds: float) -> None:
+        super().pause(seconds)
+        self.paused.set()
+
+
 def test_a_429_holds_back_every_client_sharing_the_token_limiter(fake: FakeAsana) -> None:
-    limiter = RateLimiter(6000)
+    limiter = SignallingLimiter(6000)
     first, second = make_client(fake, rate_limiter=limiter), make_client(fake, rate_limiter=limiter)
     fake.inject(Fault.RATE_LIMIT, retry_after=1)
-    worker = threading.Thread(target=first.get_page, args=(AuditLogQuery(page_size=1),))
-    worker.start()
-    while not fake.requests:
-        time.sleep(0.01)
-    time.sleep(0.1)  # let the first client read its 429 and pause the limiter
+    worker = Background(lambda: first.get_page(AuditLogQuery(page_size=1)), name="first-client")
+    assert limiter.paused.wait(timeout=30), "the first client should pause the limiter after its 429"
     second.get_page(AuditLogQuery(page_size=1))
     worker.join()
-    rejected = fake.requests[0]
+    rejected, *later = fake.requests
     assert rejected.status == 429
-    assert all(r.time - rejected.time >= 1.0 for r in fake.requests[1:])
+    assert len(later) == 2  # the first client's retry and the second client's request
+    assert all(r.time - rejected.time >= 1.0 for r in later)
 
 
 def test_retries_are_bounded_by_max_attempts(fake: FakeAsana) -> None:
@@ -309,11 +330,25 @@ def test_an_unknown_workspace_fails_at_once_naming_the_extra_to_fix(fake: FakeAs
     assert fake.stats.requests == 1
 
 
-def test_a_rejected_parameter_fails_at_once_with_asanas_message(fake: FakeAsana) -> None:
+def test_a_forged_offset_fails_at_once_with_asanas_message(fake: FakeAsana) -> None:
     client = make_client(fake)
-    fake.inject(Fault.EXPIRE_OFFSET)  # must not be consumed: no offset sent
-    with pytest.raises(AsanaAuditLogBadRequestError, match="offset"):
+    with pytest.raises(AsanaAuditLogBadRequestError, match=INVALID_OFFSET_MESSAGE):
         client.get_page(AuditLogQuery(), offset="not-issued-by-asana")
+    assert fake.stats.requests == 1
+    assert fake.stats.faults_served == {}  # refused by the stand-in's own offset check
+
+
+def test_an_expired_starting_offset_fails_at_once_with_asanas_message() -> None:
+    ttl = 0.05
+    with FakeAsana(seed=3, events_per_day=20, offset_ttl=ttl) as fake:
+        client = make_client(fake)
+        page = client.get_page(AuditLogQuery(page_size=5))
+        issued_by = time.time()
+        wait_until(lambda: time.time() - issued_by > ttl, message="the offset should expire")
+        with pytest.raises(AsanaAuditLogInvalidOffsetError, match=INVALID_OFFSET_MESSAGE):
+            list(client.iter_pages(AuditLogQuery(page_size=5), offset=page.next_offset))
+        assert fake.stats.by_status[400] == 1
+        assert fake.stats.faults_served == {}  # refused by the stand-in's own expiry check
 
 
 # --- validation before any request ---------------------------------------------------------------
@@ -333,15 +368,35 @@ def test_a_rejected_parameter_fails_at_once_with_asanas_message(fake: FakeAsana)
         ({"event_type": ""}, "non-empty string"),
     ],
 )
-def test_invalid_queries_are_refused_before_any_request(kwargs: dict, message: str) -> None:
+def test_invalid_queries_are_refused_before_any_request(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(AsanaAuditLogConfigError, match=message):
         AuditLogQuery(**kwargs)
 
 
+def test_build_takes_the_filters_as_a_mapping_and_none_means_no_filter() -> None:
+    query = AuditLogQuery.build(
+        T0, T0 + timedelta(days=1), filters={"event_type": "task_deleted", "actor_type": None}, page_size=7
+    )
+    assert query.filters == {
+        "event_type": "task_deleted",
+        "actor_type": None,
+        "actor_gid": None,
+        "resource_gid": None,
+    }
+    assert query == AuditLogQuery(
+        start_at=T0, end_at=T0 + timedelta(days=1), event_type="task_deleted", page_size=7
+    )
+
+
+def test_build_refuses_an_unknown_filter_name() -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match=r"Unknown filter\(s\) event, user:"):
+        AuditLogQuery.build(filters={"event": "task_deleted", "user": "x"})
+
+
 def test_pendulum_datetimes_and_offsets_are_normalised_to_utc() -> None:
     pendulum = pytest.importorskip("pendulum")
-    query = AuditLogQuery(
-        start_at=pendulum.datetime(2026, 11, 20, 1, tz="Europe/Paris"), end_at="2026-11-21T00:00:00.250+00:00"
+    query = AuditLogQuery.build(
+        pendulum.datetime(2026, 11, 20, 1, tz="Europe/Paris"), "2026-11-21T00:00:00.250+00:00"
     )
     assert query.params()["start_at"] == "2026-11-20T00:00:00.000Z"
     assert query.params()["end_at"] == "2026-11-21T00:00:00.250Z"

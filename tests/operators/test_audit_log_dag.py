@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from airflow_provider_asana_audit.client import FILTER_NAMES
 from airflow_provider_asana_audit.testing import FakeAsana, Fault
-from tests.operators.conftest import FAST_RETRY, midnight, read_events, serialise
+from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.helpers.dags import DagRunResult
+from tests.helpers.exports import FAST_RETRY, midnight, read_events, serialise
 
-pytestmark = pytest.mark.airflow
+RunExport = Callable[..., DagRunResult]
 
 #: One file per data interval, named by the interval's start day (exercises templating).
 DAILY = "{{ data_interval_start.strftime('%Y-%m-%d') }}"
@@ -26,15 +31,18 @@ def _destination(export_dir: Path, suffix: str = ".jsonl.gz") -> str:
     return f"{export_dir}/{DAILY}{suffix}"
 
 
-def _manifest(path: Path) -> dict[str, object]:
-    return json.loads(path.with_name(path.name + ".manifest.json").read_text())
+def _manifest(path: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(path.with_name(path.name + ".manifest.json").read_text())
+    return manifest
 
 
 def _leftovers(export_dir: Path) -> list[str]:
     return [p.name for p in export_dir.rglob("*") if p.name.endswith(".partial")]
 
 
-def test_consecutive_daily_runs_each_export_exactly_their_interval(run_export, asana_conn, export_dir):
+def test_consecutive_daily_runs_each_export_exactly_their_interval(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     for days_ago in (4, 3, 2):
         interval_end = midnight(days_ago)
         run = run_export(interval_end, destination=_destination(export_dir), page_size=7)
@@ -59,7 +67,9 @@ def test_consecutive_daily_runs_each_export_exactly_their_interval(run_export, a
     assert _leftovers(export_dir) == []
 
 
-def test_rerun_of_an_interval_rewrites_identical_bytes(run_export, asana_conn, export_dir):
+def test_rerun_of_an_interval_rewrites_identical_bytes(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     interval_end = midnight(2)
     path = export_dir / f"{midnight(3):%Y-%m-%d}.jsonl.gz"
     assert run_export(interval_end, destination=_destination(export_dir)).task_state == "success"
@@ -74,8 +84,8 @@ def test_rerun_of_an_interval_rewrites_identical_bytes(run_export, asana_conn, e
 
 
 def test_failure_part_way_leaves_the_previous_file_and_manifest_untouched(
-    run_export, asana_conn: FakeAsana, export_dir
-):
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     interval_end = midnight(2)
     start = midnight(3)
     path = export_dir / f"{start:%Y-%m-%d}.jsonl.gz"
@@ -96,8 +106,8 @@ def test_failure_part_way_leaves_the_previous_file_and_manifest_untouched(
 
 
 def test_transient_faults_during_export_still_give_the_exact_ground_truth(
-    run_export, asana_conn: FakeAsana, export_dir
-):
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     start, end = midnight(3), midnight(2)
     for fault in (Fault.RATE_LIMIT, Fault.SERVER_ERROR_500, Fault.DROP, Fault.TRUNCATE, Fault.NOT_JSON):
         asana_conn.inject(fault, retry_after=0, when=lambda request: request.has_offset)
@@ -118,7 +128,9 @@ def test_transient_faults_during_export_still_give_the_exact_ground_truth(
     assert path.read_bytes() == serialise(truth, compressed=True)
 
 
-def test_a_run_whose_interval_has_not_settled_defers_then_exports(run_export, asana_conn, export_dir):
+def test_a_run_whose_interval_has_not_settled_defers_then_exports(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
     start = end - timedelta(hours=2)
 
@@ -137,7 +149,9 @@ def test_a_run_whose_interval_has_not_settled_defers_then_exports(run_export, as
     assert read_events(export_dir / "recent.jsonl.gz") == asana_conn.ground_truth(start, end)
 
 
-def test_plain_destination_is_uncompressed_json_lines(run_export, asana_conn, export_dir):
+def test_plain_destination_is_uncompressed_json_lines(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     start, end = midnight(3), midnight(2)
 
     run = run_export(end, destination=_destination(export_dir, ".jsonl"))
@@ -148,7 +162,9 @@ def test_plain_destination_is_uncompressed_json_lines(run_export, asana_conn, ex
     assert _manifest(path)["format"] == "jsonl"
 
 
-def test_default_destination_is_partitioned_by_workspace_and_interval(run_export, asana_conn, export_dir):
+def test_default_destination_is_partitioned_by_workspace_and_interval(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     start, end = midnight(3), midnight(2)
 
     run = run_export(end, base_path=f"file://{export_dir}")
@@ -163,7 +179,9 @@ def test_default_destination_is_partitioned_by_workspace_and_interval(run_export
     assert read_events(path) == asana_conn.ground_truth(start, end)
 
 
-def test_filters_are_templated_and_applied(run_export, asana_conn: FakeAsana, export_dir):
+def test_filters_are_templated_and_applied(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     start, end = midnight(3), midnight(2)
     event_type = asana_conn.ground_truth(start, end)[0]["event_type"]
 
@@ -185,7 +203,27 @@ def test_filters_are_templated_and_applied(run_export, asana_conn: FakeAsana, ex
     }
 
 
-def test_a_run_with_an_empty_data_interval_fails_and_writes_nothing(run_export, asana_conn, export_dir):
+def test_a_filter_template_that_renders_none_exports_unfiltered(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
+    start, end = midnight(3), midnight(2)
+
+    run = run_export(
+        end,
+        destination=_destination(export_dir),
+        event_type="{{ params.event_type }}",  # renders the string "None"
+        params={"event_type": None},
+    )
+
+    assert run.task_state == "success"
+    path = export_dir / f"{start:%Y-%m-%d}.jsonl.gz"
+    assert read_events(path) == asana_conn.ground_truth(start, end)
+    assert _manifest(path)["filters"] == dict.fromkeys(FILTER_NAMES)
+
+
+def test_a_run_with_an_empty_data_interval_fails_and_writes_nothing(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     # schedule=None: a manual run's data interval is [logical_date, logical_date], on Airflow 2 and 3.
     run = run_export(midnight(2), schedule=None, destination=_destination(export_dir))
 
@@ -194,14 +232,10 @@ def test_a_run_with_an_empty_data_interval_fails_and_writes_nothing(run_export, 
     assert asana_conn.stats.requests == 0
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="every Airflow 2 run has a logical date")
 def test_a_manual_airflow_3_run_without_logical_date_fails_and_writes_nothing(
-    run_export, asana_conn, export_dir
-):
-    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
-
-    if not AIRFLOW_V_3_0_PLUS:
-        pytest.skip("every Airflow 2 run has a logical date")
-
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     run = run_export(None, destination=f"{export_dir}/manual.jsonl.gz")
 
     assert run.task_state == "failed"
@@ -209,7 +243,9 @@ def test_a_manual_airflow_3_run_without_logical_date_fails_and_writes_nothing(
     assert asana_conn.stats.requests == 0
 
 
-def test_an_interval_outside_retention_is_skipped_when_asked(run_export, asana_conn, export_dir):
+def test_an_interval_outside_retention_is_skipped_when_asked(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     run = run_export(midnight(120), destination=_destination(export_dir), on_retention_violation="skip")
 
     assert run.task_state == "skipped"
@@ -217,7 +253,9 @@ def test_an_interval_outside_retention_is_skipped_when_asked(run_export, asana_c
     assert asana_conn.stats.requests == 0
 
 
-def test_an_interval_outside_retention_fails_by_default(run_export, asana_conn, export_dir):
+def test_an_interval_outside_retention_fails_by_default(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
     run = run_export(midnight(120), destination=_destination(export_dir))
 
     assert run.task_state == "failed"
@@ -225,8 +263,12 @@ def test_an_interval_outside_retention_fails_by_default(run_export, asana_conn, 
 
 
 def test_the_task_log_shows_progress_and_never_the_token(
-    run_export, asana_conn: FakeAsana, export_dir, capfd, caplog
-):
+    run_export: RunExport,
+    asana_conn: FakeAsana,
+    export_dir: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level("DEBUG")
     asana_conn.inject(Fault.UNAVAILABLE_503, when=lambda request: request.has_offset)
     asana_conn.inject(Fault.EXPIRE_OFFSET)
@@ -239,6 +281,7 @@ def test_the_task_log_shows_progress_and_never_the_token(
     assert "Asana audit log: read" in logged  # the client's progress summary: events, pages, events/s
     assert "events/s" in logged
     assert asana_conn.token not in logged
-    for path in export_dir.rglob("*"):
-        if path.is_file():
-            assert asana_conn.token.encode() not in path.read_bytes()
+    files = [path for path in export_dir.rglob("*") if path.is_file()]
+    assert len(files) == 2  # the export and its manifest
+    for path in files:
+        assert asana_conn.token.encode() not in path.read_bytes()

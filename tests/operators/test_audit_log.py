@@ -1,4 +1,9 @@
-"""The export operator's pieces, run directly (no DAG run): validation, retention, settling, storage."""
+"""
+The export operator called directly (no DAG run): the interval, validation, retention, settling, output.
+
+Where the file goes and how it gets there whole (``airflow_provider_asana_audit.storage``) is tested in
+``tests/test_storage.py``; real DAG runs are in ``test_audit_log_dag.py``.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +20,21 @@ from airflow.providers.common.compat.sdk import (
     ObjectStoragePath,
     TaskDeferred,
 )
-from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
+from pytest_mock import MockerFixture
 
-from airflow_provider_asana_audit.client import Page
+from airflow_provider_asana_audit import __version__
+from airflow_provider_asana_audit.client import FILTER_NAMES, Page
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.testing import FakeAsana
 from airflow_provider_asana_audit.timeutils import format_instant
-from tests.operators.conftest import midnight, read_events, serialise
+from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS, AirflowRescheduleException
+from tests.helpers.exports import midnight, read_events, serialise
 
 START, END = midnight(3), midnight(2)
+#: What a template renders when its value is missing; each means "not set".
+UNSET_RENDERINGS = pytest.mark.parametrize("unset", ["", "   ", "None"], ids=["empty", "blank", "None"])
 
 
 def _operator(**kwargs: Any) -> AsanaAuditLogExportOperator:
@@ -33,7 +42,7 @@ def _operator(**kwargs: Any) -> AsanaAuditLogExportOperator:
     return AsanaAuditLogExportOperator(task_id="export", **kwargs)
 
 
-def _context(start: datetime | None = START, end: datetime | None = END) -> dict[str, Any]:
+def _context(start: datetime | None = START, end: datetime | None = END) -> Any:
     context: dict[str, Any] = {}
     if start is not None:
         context["data_interval_start"] = start
@@ -46,6 +55,18 @@ def _files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.rglob("*") if p.is_file())
 
 
+def _pages(*pages: list[dict[str, Any]], then: BaseException | None = None) -> Any:
+    """A stand-in for ``AsanaAuditLogHook.read_pages`` that yields ``pages``, then raises ``then``."""
+
+    def read_pages(self: AsanaAuditLogHook, *args: Any, **kwargs: Any) -> Iterator[Page]:
+        for events in pages:
+            yield Page(events=events, next_offset="next")
+        if then is not None:
+            raise then
+
+    return read_pages
+
+
 # ---------------------------------------------------------------- the interval
 
 
@@ -53,7 +74,9 @@ def _files(directory: Path) -> list[str]:
     "context",
     [pytest.param(_context(START, START), id="empty"), pytest.param(_context(None, None), id="missing")],
 )
-def test_an_empty_or_missing_interval_fails_with_what_to_do(asana_conn: FakeAsana, tmp_path: Path, context):
+def test_an_empty_or_missing_interval_fails_with_what_to_do(
+    asana_conn: FakeAsana, tmp_path: Path, context: Any
+) -> None:
     operator = _operator(destination=f"{tmp_path}/x.jsonl.gz")
 
     with pytest.raises(AsanaAuditLogConfigError) as caught:
@@ -68,7 +91,7 @@ def test_an_empty_or_missing_interval_fails_with_what_to_do(asana_conn: FakeAsan
     assert asana_conn.stats.requests == 0
 
 
-def test_start_at_and_end_at_override_the_data_interval(asana_conn: FakeAsana, tmp_path: Path):
+def test_start_at_and_end_at_override_the_data_interval(asana_conn: FakeAsana, tmp_path: Path) -> None:
     start, end = START + timedelta(hours=6), START + timedelta(hours=18)
     operator = _operator(
         destination=f"{tmp_path}/x.jsonl",
@@ -91,11 +114,12 @@ def test_start_at_and_end_at_override_the_data_interval(asana_conn: FakeAsana, t
         ({"on_retention_violation": "ignore"}, "on_retention_violation"),
         ({"settle_period": timedelta(minutes=-1)}, "settle_period"),
         ({"destination": "exports/x.jsonl"}, "relative path"),
+        ({"destination": "  "}, "destination is an empty string"),
     ],
 )
 def test_bad_arguments_fail_before_any_request_or_write(
     asana_conn: FakeAsana, tmp_path: Path, arguments: dict[str, Any], named: str
-):
+) -> None:
     arguments.setdefault("base_path", str(tmp_path))
     operator = _operator(**arguments)
 
@@ -106,10 +130,57 @@ def test_bad_arguments_fail_before_any_request_or_write(
     assert _files(tmp_path) == []
 
 
+# ---------------------------------------------------------------- templated arguments
+
+
+def test_a_filter_template_of_a_missing_param_renders_to_the_string_none() -> None:
+    # The case the "not set" rule is for: Jinja renders a None param as "None".
+    operator = _operator(event_type="{{ params.event_type }}")
+
+    operator.render_template_fields({"params": {"event_type": None}})
+
+    assert operator.event_type == "None"
+
+
+@UNSET_RENDERINGS
+def test_a_start_at_that_rendered_to_nothing_defaults_to_the_data_interval_start(
+    asana_conn: FakeAsana, tmp_path: Path, unset: str
+) -> None:
+    summary = _operator(destination=f"{tmp_path}/x.jsonl", start_at=unset).execute(_context())
+
+    assert summary["start_at"] == format_instant(START)
+    assert read_events(tmp_path / "x.jsonl") == asana_conn.ground_truth(START, END)
+
+
+@UNSET_RENDERINGS
+def test_an_end_at_that_rendered_to_nothing_defaults_to_the_data_interval_end(
+    asana_conn: FakeAsana, tmp_path: Path, unset: str
+) -> None:
+    summary = _operator(destination=f"{tmp_path}/x.jsonl", end_at=unset).execute(_context())
+
+    assert summary["end_at"] == format_instant(END)
+    assert read_events(tmp_path / "x.jsonl") == asana_conn.ground_truth(START, END)
+
+
+@UNSET_RENDERINGS
+@pytest.mark.parametrize("name", FILTER_NAMES)
+def test_a_filter_that_rendered_to_nothing_is_not_applied(
+    asana_conn: FakeAsana, tmp_path: Path, name: str, unset: str
+) -> None:
+    _operator(destination=f"{tmp_path}/x.jsonl", **{name: unset}).execute(_context())
+
+    assert all(name not in request.params for request in asana_conn.requests)
+    assert read_events(tmp_path / "x.jsonl") == asana_conn.ground_truth(START, END)
+    manifest = json.loads((tmp_path / "x.jsonl.manifest.json").read_text())
+    assert manifest["filters"] == dict.fromkeys(FILTER_NAMES)
+
+
 # ---------------------------------------------------------------- retention
 
 
-def test_an_interval_before_the_audit_log_epoch_fails_without_retry(asana_conn: FakeAsana, tmp_path: Path):
+def test_an_interval_before_the_audit_log_epoch_fails_without_retry(
+    asana_conn: FakeAsana, tmp_path: Path
+) -> None:
     operator = _operator(destination=f"{tmp_path}/x.jsonl.gz")
     old = datetime(2021, 10, 1, tzinfo=timezone.utc)
 
@@ -120,14 +191,14 @@ def test_an_interval_before_the_audit_log_epoch_fails_without_retry(asana_conn: 
     assert asana_conn.stats.requests == 0
 
 
-def test_an_interval_past_the_90_days_fails_by_default(asana_conn: FakeAsana, tmp_path: Path):
+def test_an_interval_past_the_90_days_fails_by_default(asana_conn: FakeAsana, tmp_path: Path) -> None:
     operator = _operator(destination=f"{tmp_path}/x.jsonl.gz")
 
     with pytest.raises(AsanaAuditLogRetentionError, match="90 days"):
         operator.execute(_context(midnight(100), midnight(99)))
 
 
-def test_an_interval_past_the_90_days_is_skipped_when_asked(asana_conn: FakeAsana, tmp_path: Path):
+def test_an_interval_past_the_90_days_is_skipped_when_asked(asana_conn: FakeAsana, tmp_path: Path) -> None:
     operator = _operator(destination=f"{tmp_path}/x.jsonl.gz", on_retention_violation="skip")
 
     with pytest.raises(AirflowSkipException, match="90 days"):
@@ -137,8 +208,8 @@ def test_an_interval_past_the_90_days_is_skipped_when_asked(asana_conn: FakeAsan
 
 
 def test_an_interval_partly_past_the_90_days_is_exported_with_a_warning(
-    asana_conn: FakeAsana, tmp_path: Path, mocker
-):
+    asana_conn: FakeAsana, tmp_path: Path, mocker: MockerFixture
+) -> None:
     log = mocker.patch.object(AsanaAuditLogExportOperator, "log", new_callable=mocker.PropertyMock)
     operator = _operator(destination=f"{tmp_path}/x.jsonl.gz")
 
@@ -152,7 +223,7 @@ def test_an_interval_partly_past_the_90_days_is_exported_with_a_warning(
 # ---------------------------------------------------------------- the settle period
 
 
-def test_a_too_recent_interval_defers_until_it_has_settled(asana_conn: FakeAsana, tmp_path: Path):
+def test_a_too_recent_interval_defers_until_it_has_settled(asana_conn: FakeAsana, tmp_path: Path) -> None:
     end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
     operator = _operator(
         destination=f"{tmp_path}/x.jsonl.gz", settle_period=timedelta(minutes=30), deferrable=True
@@ -169,9 +240,9 @@ def test_a_too_recent_interval_defers_until_it_has_settled(asana_conn: FakeAsana
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 does not honour reschedules of operators")
-def test_a_too_recent_interval_is_rescheduled_when_not_deferrable(asana_conn: FakeAsana, tmp_path: Path):
-    from airflow.exceptions import AirflowRescheduleException
-
+def test_a_too_recent_interval_is_rescheduled_when_not_deferrable(
+    asana_conn: FakeAsana, tmp_path: Path
+) -> None:
     end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
     operator = _operator(
         destination=f"{tmp_path}/x.jsonl.gz", settle_period=timedelta(minutes=30), deferrable=False
@@ -186,8 +257,8 @@ def test_a_too_recent_interval_is_rescheduled_when_not_deferrable(asana_conn: Fa
 
 @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="Airflow 3 reschedules instead")
 def test_a_too_recent_interval_waits_in_the_worker_on_airflow_2_when_not_deferrable(
-    asana_conn: FakeAsana, tmp_path: Path, mocker
-):
+    asana_conn: FakeAsana, tmp_path: Path, mocker: MockerFixture
+) -> None:
     sleep = mocker.patch("airflow_provider_asana_audit.operators.audit_log.time.sleep")
     end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
     operator = _operator(
@@ -200,7 +271,7 @@ def test_a_too_recent_interval_waits_in_the_worker_on_airflow_2_when_not_deferra
     assert 19 * 60 < waited <= 20 * 60
 
 
-def test_resuming_after_the_deferral_exports_the_interval(asana_conn: FakeAsana, tmp_path: Path):
+def test_resuming_after_the_deferral_exports_the_interval(asana_conn: FakeAsana, tmp_path: Path) -> None:
     operator = _operator(destination=f"{tmp_path}/x.jsonl.gz", settle_period=timedelta(minutes=30))
 
     summary = operator.execute_complete(_context(), event={"status": "success"})
@@ -208,13 +279,17 @@ def test_resuming_after_the_deferral_exports_the_interval(asana_conn: FakeAsana,
     assert read_events(Path(summary["path"])) == asana_conn.ground_truth(START, END)
 
 
-# ---------------------------------------------------------------- storage and output
+# ---------------------------------------------------------------- output
 
 
-def test_the_summary_and_manifest_describe_the_file_and_hold_no_token(asana_conn: FakeAsana, tmp_path: Path):
+def test_the_summary_and_manifest_describe_the_file_and_hold_no_token(
+    asana_conn: FakeAsana, tmp_path: Path
+) -> None:
     operator = _operator(destination=ObjectStoragePath(f"file://{tmp_path}/day.jsonl.gz"))
 
+    before = datetime.now(timezone.utc).replace(microsecond=0)
     summary = operator.execute(_context())
+    after = datetime.now(timezone.utc)
 
     truth = asana_conn.ground_truth(START, END)
     assert set(summary) == {"path", "events", "start_at", "end_at", "pages", "sha256", "manifest"}
@@ -223,72 +298,16 @@ def test_the_summary_and_manifest_describe_the_file_and_hold_no_token(asana_conn
     assert (tmp_path / "day.jsonl.gz").read_bytes() == serialise(truth, compressed=True)
     manifest = json.loads((tmp_path / "day.jsonl.gz.manifest.json").read_text())
     assert manifest["sha256"] == summary["sha256"]
-    assert manifest["package_version"]
-    assert datetime.fromisoformat(manifest["exported_at"].replace("Z", "+00:00"))
+    assert manifest["package_version"] == __version__
+    exported_at = datetime.fromisoformat(manifest["exported_at"].replace("Z", "+00:00"))
+    assert before <= exported_at <= after
     for text in (json.dumps(summary), json.dumps(manifest)):
         assert asana_conn.token not in text
 
 
-def test_the_default_base_path_comes_from_the_airflow_config(
-    asana_conn: FakeAsana, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setenv("AIRFLOW__ASANA_AUDIT_LOG__BASE_PATH", f"file://{tmp_path}/configured")
-
-    summary = _operator().execute(_context())
-
-    assert summary["path"].startswith(f"file://{tmp_path}/configured/workspace_gid=")
-    assert f"date={START:%Y-%m-%d}" in summary["path"]
-
-
-@pytest.mark.parametrize(
-    ("destination", "advice"),
-    [
-        ("s3://bucket/asana/day.jsonl.gz", "apache-airflow-providers-amazon"),
-        ("gs://bucket/asana/day.jsonl.gz", "apache-airflow-providers-google"),
-        ("abfs://container/asana/day.jsonl.gz", "apache-airflow-providers-microsoft-azure"),
-        ("nosuchfs://bucket/day.jsonl.gz", "install the Airflow provider that registers"),
-    ],
-)
-def test_a_destination_without_filesystem_support_names_what_to_install(
-    asana_conn: FakeAsana, destination: str, advice: str
-):
-    operator = _operator(destination=destination)
-
-    with pytest.raises(AsanaAuditLogConfigError, match=advice):
-        operator.execute(_context())
-
-    assert asana_conn.stats.requests == 0
-
-
-def _pages(*pages: list[dict[str, Any]], then: BaseException | None = None) -> Any:
-    def iter_pages(self: AsanaAuditLogHook, *args: Any, **kwargs: Any) -> Iterator[Page]:
-        for events in pages:
-            yield Page(events=events, next_offset="next")
-        if then is not None:
-            raise then
-
-    return iter_pages
-
-
-def test_a_killed_export_leaves_the_previous_file_and_no_staging_object(
-    asana_conn: FakeAsana, tmp_path: Path, mocker
-):
-    destination = tmp_path / "day.jsonl.gz"
-    _operator(destination=str(destination)).execute(_context())
-    before = destination.read_bytes()
-    manifest_before = (tmp_path / "day.jsonl.gz.manifest.json").read_bytes()
-    first_page = asana_conn.ground_truth(START, END)[:3]
-    mocker.patch.object(AsanaAuditLogHook, "read_pages", _pages(first_page, then=KeyboardInterrupt()))
-
-    with pytest.raises(KeyboardInterrupt):
-        _operator(destination=str(destination)).execute(_context())
-
-    assert destination.read_bytes() == before
-    assert (tmp_path / "day.jsonl.gz.manifest.json").read_bytes() == manifest_before
-    assert _files(tmp_path) == ["day.jsonl.gz", "day.jsonl.gz.manifest.json"]
-
-
-def test_events_outside_the_interval_are_dropped(asana_conn: FakeAsana, tmp_path: Path, mocker):
+def test_events_outside_the_interval_are_dropped(
+    asana_conn: FakeAsana, tmp_path: Path, mocker: MockerFixture
+) -> None:
     truth = asana_conn.ground_truth(START, END)
     before = {**truth[0], "gid": "1", "created_at": "2000-01-01T00:00:00.000Z"}
     after = {**truth[-1], "gid": "2", "created_at": format_instant(END)}
@@ -299,27 +318,3 @@ def test_events_outside_the_interval_are_dropped(asana_conn: FakeAsana, tmp_path
 
     assert read_events(tmp_path / "day.jsonl") == truth
     assert summary["events"] == len(truth)
-
-
-def test_a_stale_manifest_is_removed_before_different_bytes_replace_the_file(
-    asana_conn: FakeAsana, tmp_path: Path, mocker
-):
-    destination = tmp_path / "day.jsonl"
-    _operator(destination=str(destination)).execute(_context())
-    asana_conn.append_events(2, created_at=START + timedelta(hours=1))
-    seen: list[bool] = []
-    rename = ObjectStoragePath.rename
-
-    def spy(self: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
-        if str(target).endswith("day.jsonl"):
-            seen.append((tmp_path / "day.jsonl.manifest.json").exists())
-        return rename(self, target, *args, **kwargs)
-
-    mocker.patch.object(ObjectStoragePath, "rename", spy)
-
-    summary = _operator(destination=str(destination)).execute(_context())
-
-    assert seen == [False]
-    manifest = json.loads((tmp_path / "day.jsonl.manifest.json").read_text())
-    assert manifest["sha256"] == summary["sha256"]
-    assert read_events(destination) == asana_conn.ground_truth(START, END)

@@ -1,0 +1,1 @@
+"""Tests of the DAGs in the repository's ``example_dags`` folder."""

@@ -1,0 +1,1 @@
+"""Tests of ``airflow_provider_asana_audit.sensors``."""

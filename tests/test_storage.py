@@ -1,0 +1,331 @@
+"""
+Object storage (``airflow_provider_asana_audit.storage``): where an export goes, and how it gets there
+whole. Tested directly and through the export operator, on the local disk and on an object store
+that cannot rename.
+
+The object store is fsspec's in-memory filesystem made to behave as S3 and GCS do (a move is a copy,
+then a delete), attached to Airflow's object storage under its own scheme, so the operator reaches it
+through ``ObjectStoragePath`` exactly as it reaches ``s3://``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+import fsspec
+import pytest
+from airflow.providers.common.compat.sdk import ObjectStoragePath
+from fsspec.implementations.memory import MemoryFileSystem
+from pytest_mock import MockerFixture
+
+from airflow_provider_asana_audit.client import Page, RetryPolicy
+from airflow_provider_asana_audit.exceptions import (
+    AsanaAuditLogAuthError,
+    AsanaAuditLogConfigError,
+    AsanaAuditLogRetriesExhaustedError,
+)
+from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
+from airflow_provider_asana_audit.storage import default_destination, resolve_destination, write_atomically
+from airflow_provider_asana_audit.testing import FakeAsana, Fault
+from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.helpers.exports import midnight, read_events, serialise
+
+START, END = midnight(3), midnight(2)
+DESTINATION = "noren://audit-bucket/asana/day.jsonl.gz"
+
+
+class NoRenameStore(MemoryFileSystem):
+    """An in-memory object store whose only move is copy + delete, and which logs every write."""
+
+    protocol = ("noren",)
+    store: ClassVar[dict[str, Any]] = {}
+    pseudo_dirs: ClassVar[list[str]] = [""]
+    written: ClassVar[list[str]] = []
+    moves: ClassVar[list[tuple[str, str]]] = []
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, str) and path.startswith("noren://"):
+            path = "/" + path.removeprefix("noren://")
+        return super()._strip_protocol(path)
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if "w" in mode:
+            self.written.append(self._strip_protocol(path))
+        return super()._open(path, mode, **kwargs)
+
+    def mv(self, path1: str, path2: str, *args: Any, **kwargs: Any) -> None:
+        self.moves.append((self._strip_protocol(path1), self._strip_protocol(path2)))
+        self.copy(path1, path2)
+        self.rm(path1)
+
+
+@pytest.fixture
+def store() -> Iterator[NoRenameStore]:
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.io.store import attach
+    else:  # Airflow 2
+        from airflow.io.store import attach  # type: ignore[no-redef]
+    fsspec.register_implementation("noren", NoRenameStore, clobber=True)
+    fs = NoRenameStore()
+    NoRenameStore.store.clear()
+    NoRenameStore.written.clear()
+    NoRenameStore.moves.clear()
+    attach(protocol="noren", fs=fs)
+    yield fs
+    NoRenameStore.store.clear()
+
+
+def _export(destination: Any = DESTINATION, **kwargs: Any) -> dict[str, Any]:
+    operator = AsanaAuditLogExportOperator(
+        task_id="export",
+        destination=destination,
+        settle_period=timedelta(0),
+        request_retry=RetryPolicy(max_attempts=2, backoff_base=0.01),
+        page_size=20,
+        **kwargs,
+    )
+    context: Any = {"data_interval_start": START, "data_interval_end": END}
+    return operator.execute(context)
+
+
+def _objects(store: NoRenameStore) -> dict[str, bytes]:
+    return {path: store.cat_file(path) for path in store.find("/audit-bucket")}
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------- where an export goes
+
+
+@pytest.mark.parametrize(
+    ("destination", "advice"),
+    [
+        ("s3://bucket/asana/day.jsonl.gz", "apache-airflow-providers-amazon"),
+        ("gs://bucket/asana/day.jsonl.gz", "apache-airflow-providers-google"),
+        ("abfs://container/asana/day.jsonl.gz", "apache-airflow-providers-microsoft-azure"),
+        ("nosuchfs://bucket/day.jsonl.gz", "install the Airflow provider that registers"),
+    ],
+)
+def test_a_destination_without_filesystem_support_names_what_to_install(
+    destination: str, advice: str
+) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match=advice):
+        resolve_destination(destination)
+
+
+def test_an_export_to_a_destination_without_filesystem_support_fails_before_any_request(
+    asana_conn: FakeAsana,
+) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match="apache-airflow-providers-amazon"):
+        _export("s3://bucket/asana/day.jsonl.gz")
+
+    assert asana_conn.stats.requests == 0
+
+
+def test_a_relative_destination_is_refused() -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match="relative path"):
+        resolve_destination("exports/day.jsonl.gz")
+
+
+@pytest.mark.parametrize("destination", ["file:///data/asana/", "/data/asana/"])
+def test_a_destination_that_names_a_directory_is_refused(destination: str) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match="names a directory"):
+        resolve_destination(destination)
+
+
+def test_the_default_layout_is_partitioned_by_workspace_and_day() -> None:
+    start = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+    path = default_destination(
+        base_path="file:///data/asana",
+        workspace_gid="42",
+        start_at=start,
+        end_at=start + timedelta(days=1),
+        filters=dict.fromkeys(("event_type", "actor_type", "actor_gid", "resource_gid")),
+    )
+
+    assert str(path).endswith(
+        "/data/asana/workspace_gid=42/date=2026-11-20/asana_audit_log_20261120T000000Z_20261121T000000Z.jsonl.gz"
+    )
+
+
+def test_differently_filtered_exports_of_one_interval_get_different_default_files() -> None:
+    start = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+    def path(**filters: str | None) -> str:
+        return str(
+            default_destination(
+                base_path="file:///data/asana",
+                workspace_gid="42",
+                start_at=start,
+                end_at=start + timedelta(days=1),
+                filters=filters,
+            )
+        )
+
+    paths = {path(), path(event_type="user_login_failed"), path(event_type="task_deleted")}
+    assert len(paths) == 3
+
+
+def test_the_default_base_path_comes_from_the_airflow_config(
+    asana_conn: FakeAsana, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__ASANA_AUDIT_LOG__BASE_PATH", f"file://{tmp_path}/configured")
+
+    summary = _export(destination=None)
+
+    assert summary["path"].startswith(f"file://{tmp_path}/configured/workspace_gid=")
+    assert f"date={START:%Y-%m-%d}" in summary["path"]
+
+
+# ---------------------------------------------------------------- staging and the atomic move
+
+
+def test_a_failed_write_leaves_the_target_as_it_was_and_no_staging_object(tmp_path: Path) -> None:
+    target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
+    target.write_bytes(b"previous\n")
+
+    def write(raw: BinaryIO) -> None:
+        raw.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, write)
+
+    assert (tmp_path / "day.jsonl").read_bytes() == b"previous\n"
+    assert _files(tmp_path) == ["day.jsonl"]
+
+
+def test_the_target_is_replaced_only_after_before_commit_ran(tmp_path: Path) -> None:
+    target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
+    target.write_bytes(b"previous\n")
+    seen: list[bytes] = []
+
+    def write(raw: BinaryIO) -> int:
+        return raw.write(b"new\n")
+
+    written = write_atomically(target, write, before_commit=lambda _: seen.append(target.read_bytes()))
+
+    assert written == 4
+    assert seen == [b"previous\n"]
+    assert (tmp_path / "day.jsonl").read_bytes() == b"new\n"
+    assert _files(tmp_path) == ["day.jsonl"]
+
+
+def _pages(*pages: list[dict[str, Any]], then: BaseException | None = None) -> Any:
+    """A stand-in for ``AsanaAuditLogHook.read_pages`` that yields ``pages``, then raises ``then``."""
+
+    def read_pages(self: AsanaAuditLogHook, *args: Any, **kwargs: Any) -> Iterator[Page]:
+        for events in pages:
+            yield Page(events=events, next_offset="next")
+        if then is not None:
+            raise then
+
+    return read_pages
+
+
+def test_a_killed_export_leaves_the_previous_file_and_no_staging_object(
+    asana_conn: FakeAsana, tmp_path: Path, mocker: MockerFixture
+) -> None:
+    destination = tmp_path / "day.jsonl.gz"
+    _export(str(destination))
+    before = destination.read_bytes()
+    manifest_before = (tmp_path / "day.jsonl.gz.manifest.json").read_bytes()
+    first_page = asana_conn.ground_truth(START, END)[:3]
+    mocker.patch.object(AsanaAuditLogHook, "read_pages", _pages(first_page, then=KeyboardInterrupt()))
+
+    with pytest.raises(KeyboardInterrupt):
+        _export(str(destination))
+
+    assert destination.read_bytes() == before
+    assert (tmp_path / "day.jsonl.gz.manifest.json").read_bytes() == manifest_before
+    assert _files(tmp_path) == ["day.jsonl.gz", "day.jsonl.gz.manifest.json"]
+
+
+def test_a_stale_manifest_is_removed_before_different_bytes_replace_the_file(
+    asana_conn: FakeAsana, tmp_path: Path, mocker: MockerFixture
+) -> None:
+    destination = tmp_path / "day.jsonl"
+    _export(str(destination))
+    asana_conn.append_events(2, created_at=START + timedelta(hours=1))
+    seen: list[bool] = []
+    rename = ObjectStoragePath.rename
+
+    def spy(self: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(target).endswith("day.jsonl"):
+            seen.append((tmp_path / "day.jsonl.manifest.json").exists())
+        return rename(self, target, *args, **kwargs)
+
+    mocker.patch.object(ObjectStoragePath, "rename", spy)
+
+    summary = _export(str(destination))
+
+    assert seen == [False]
+    manifest = json.loads((tmp_path / "day.jsonl.manifest.json").read_text())
+    assert manifest["sha256"] == summary["sha256"]
+    assert read_events(destination) == asana_conn.ground_truth(START, END)
+
+
+# ---------------------------------------------------------------- an object store that cannot rename
+
+
+def test_the_export_reaches_the_object_store_whole_through_copy_and_delete(
+    store: NoRenameStore, asana_conn: FakeAsana
+) -> None:
+    summary = _export()
+
+    stored = _objects(store)
+    truth = asana_conn.ground_truth(START, END)
+    assert sorted(stored) == [
+        "/audit-bucket/asana/day.jsonl.gz",
+        "/audit-bucket/asana/day.jsonl.gz.manifest.json",
+    ]
+    assert stored["/audit-bucket/asana/day.jsonl.gz"] == serialise(truth, compressed=True)
+    manifest = json.loads(stored["/audit-bucket/asana/day.jsonl.gz.manifest.json"])
+    assert manifest["events"] == summary["events"] == len(truth)
+    assert manifest["sha256"] == summary["sha256"]
+    # Nothing was ever written at the destination itself: it only appeared, whole, by a copy.
+    assert len(store.written) == 2
+    assert all(path.rsplit("/", 1)[1].startswith(".") for path in store.written)
+    assert [target for _, target in store.moves] == [
+        "/audit-bucket/asana/day.jsonl.gz",
+        "/audit-bucket/asana/day.jsonl.gz.manifest.json",
+    ]
+
+
+def test_a_failure_part_way_leaves_the_previous_objects_untouched(
+    store: NoRenameStore, asana_conn: FakeAsana
+) -> None:
+    _export()
+    before = _objects(store)
+    asana_conn.append_events(3, created_at=START + timedelta(hours=2))  # the new export would differ
+    asana_conn.inject(Fault.SERVER_ERROR_500, count=10, when=lambda request: request.has_offset)
+
+    with pytest.raises(AsanaAuditLogRetriesExhaustedError, match="HTTP 500"):
+        _export()
+
+    assert _objects(store) == before
+    events = gzip.decompress(before["/audit-bucket/asana/day.jsonl.gz"]).decode().splitlines()
+    assert len(events) == len(asana_conn.ground_truth(START, END)) - 3
+
+
+def test_a_refused_token_writes_nothing(
+    store: NoRenameStore, asana_conn: FakeAsana, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = json.loads(asana_conn.connection_json())
+    conn["password"] = "revoked-token"
+    monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", json.dumps(conn))
+
+    with pytest.raises(AsanaAuditLogAuthError):
+        _export()
+
+    assert _objects(store) == {}

@@ -65,3 +65,11 @@ def asana_conn(standin: FakeAsana, monkeypatch: pytest.MonkeyPatch) -> FakeAsana
     """``asana_audit_log_default`` pointing at the stand-in, through the environment like a user would."""
     monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", standin.connection_json())
     return standin
+
+
+@pytest.fixture
+def export_dir(tmp_path: Path) -> Path:
+    """A fresh directory for export files."""
+    path = tmp_path / "exports"
+    path.mkdir()
+    return path

@@ -14,14 +14,6 @@ from tests.helpers.exports import midnight
 
 
 @pytest.fixture
-def export_dir(tmp_path: Path) -> Path:
-    """A fresh directory for export files."""
-    path = tmp_path / "exports"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def run_export_example(
     dags_folder: Path, asana_conn: FakeAsana, monkeypatch: pytest.MonkeyPatch, export_dir: Path
 ) -> Callable[[datetime], DagRunResult]:

@@ -70,14 +70,6 @@ def export_dag_file(dags_folder: Path) -> Path:
 
 
 @pytest.fixture
-def export_dir(tmp_path: Path) -> Path:
-    """A fresh directory for export files."""
-    path = tmp_path / "exports"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def run_export(
     export_dag_file: Path, asana_conn: FakeAsana, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., DagRunResult]:

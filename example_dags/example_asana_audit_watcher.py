@@ -7,10 +7,18 @@ log's stream and fires once per new ``user_login_failed`` event; each firing upd
 in the asset event's ``extra["payload"]``, which schedules ``example_asana_audit_watcher``. Airflow
 may fold several asset events into one DAG run, so the task loops over all of them.
 
-``start_at=None`` watches from the moment the triggerer starts the trigger: events created while no
-triggerer runs are not delivered. Pass a fixed ``start_at`` instead to get every event since then
-(redelivered after a triggerer restart); never pass ``datetime.now()``, which would change the
-trigger's identity on every parse.
+On Airflow 3.3+ the trigger keeps its position in the asset's state store: a restarted triggerer (a
+deploy, a crash, an OOM kill) resumes where the last one stopped, so the failed logins of the outage
+are reported too. No login is ever missed; one that Airflow recorded in the second or two before a
+triggerer was killed may be reported twice, so a notification should name the event's gid. With
+``start_at=None``, the very first start reads from ``lookback`` seconds (10 minutes) before it.
+``asset_name`` names the asset whose state store keeps the position, and keeps this trigger apart
+from an identical one on another asset. Watchers of the same connection and poll interval share one
+poll of the audit log.
+
+Before Airflow 3.3 there is no state store: every start reads from ``lookback`` seconds before it, so
+an outage shorter than that is covered, and the logins of that window are reported again. Never pass
+``datetime.now()`` as ``start_at``: the arguments are the trigger's identity.
 
 Asset watchers do not exist on Airflow 2, so there this file defines no DAG.
 """
@@ -26,8 +34,10 @@ from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
+    ASSET_NAME = "asana_audit_failed_logins"
+
     failed_logins = Asset(
-        "asana_audit_failed_logins",
+        ASSET_NAME,
         watchers=[
             AssetWatcher(
                 name="asana_audit_failed_logins_watcher",
@@ -36,6 +46,9 @@ if AIRFLOW_V_3_0_PLUS:
                     start_at=None,
                     filters={"event_type": "user_login_failed"},
                     poll_interval=60,
+                    # Where the first start reads from (every start before Airflow 3.3): see above.
+                    lookback=600,
+                    asset_name=ASSET_NAME,
                 ),
             )
         ],

@@ -27,6 +27,7 @@ from airflow_provider_asana_audit.triggers.audit_log import (
 )
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.helpers.waiting import await_until
+from tests.triggers.support import Watch, gids
 
 FAILED_LOGIN = "user_login_failed"
 WRONG_TOKEN = "0/wrong-service-account-token-5f1e"
@@ -203,56 +204,6 @@ def test_wait_trigger_turns_a_bad_argument_into_an_error_event(asana_conn: FakeA
 # --------------------------------------------------------------------------- the watching trigger
 
 
-class Watch:
-    """Drives an event trigger in the background and collects its payloads."""
-
-    def __init__(self, trigger: AsanaAuditLogEventTrigger, fake: FakeAsana) -> None:
-        self.payloads: list[dict[str, Any]] = []
-        self._fake = fake
-        self._run = trigger.run()
-        self._task = asyncio.ensure_future(self._collect())
-
-    async def _collect(self) -> None:
-        async for event in self._run:
-            self.payloads.append(event.payload)
-
-    def _alive(self) -> bool:
-        if self._task.done():
-            self._task.result()  # raise the trigger's error
-            raise AssertionError("the trigger stopped")
-        return True
-
-    async def until(self, count: int) -> list[dict[str, Any]]:
-        """Wait until ``count`` payloads arrived."""
-        await await_until(
-            lambda: self._alive() and len(self.payloads) >= count,
-            message=f"the trigger should deliver {count} events, not {len(self.payloads)}",
-        )
-        return list(self.payloads)
-
-    async def polls(self, count: int) -> None:
-        """Wait until the trigger has polled ``count`` more times."""
-        seen = self._fake.stats.requests
-        await await_until(
-            lambda: self._alive() and self._fake.stats.requests >= seen + count,
-            message=f"the trigger should poll {count} more times",
-        )
-
-    async def until_quiet(self, count: int) -> list[dict[str, Any]]:
-        """Wait until ``count`` payloads arrived, then for 3 more polls, to catch any duplicate."""
-        await self.until(count)
-        await self.polls(3)
-        return list(self.payloads)
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-def _gids(events: list[dict[str, Any]]) -> list[str]:
-    return [str(event["gid"]) for event in events]
-
-
 def test_watch_trigger_delivers_the_backlog_and_each_appended_event_once(asana_conn: FakeAsana) -> None:
     start_at = datetime.now(timezone.utc) - timedelta(days=3)
     backlog = asana_conn.ground_truth(start_at, event_type=FAILED_LOGIN)
@@ -275,7 +226,7 @@ def test_watch_trigger_delivers_the_backlog_and_each_appended_event_once(asana_c
     payloads = _run(scenario())
 
     assert backlog, "the stand-in should hold failed logins in the last 3 days"
-    assert _gids(payloads) == _gids(backlog) + _gids(appended)
+    assert gids(payloads) == gids(backlog) + gids(appended)
 
 
 def test_watch_trigger_from_now_delivers_only_events_created_after_it_started(asana_conn: FakeAsana) -> None:
@@ -291,7 +242,7 @@ def test_watch_trigger_from_now_delivers_only_events_created_after_it_started(as
 
     payloads, new = _run(scenario())
 
-    assert _gids(payloads) == _gids(new)
+    assert gids(payloads) == gids(new)
 
 
 def test_watch_trigger_delivers_each_event_once_when_its_offset_expires(asana_conn: FakeAsana) -> None:
@@ -326,8 +277,8 @@ def test_watch_trigger_delivers_each_event_once_when_its_offset_expires(asana_co
     payloads = _run(scenario())
 
     assert asana_conn.stats.faults_served[Fault.EXPIRE_OFFSET.value] == 1
-    assert sorted(_gids(payloads)) == sorted(_gids(delivered))
-    assert len(set(_gids(payloads))) == len(payloads) == 5
+    assert sorted(gids(payloads)) == sorted(gids(delivered))
+    assert len(set(gids(payloads))) == len(payloads) == 5
 
 
 def test_watch_trigger_payload_is_small_json_with_who_what_and_when(asana_conn: FakeAsana) -> None:

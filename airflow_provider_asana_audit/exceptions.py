@@ -9,6 +9,8 @@ went wrong and what to change; none ever contains the token.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 __all__ = [
@@ -39,19 +41,35 @@ class AsanaAuditLogRetentionError(AsanaAuditLogConfigError):
 
 class AsanaAuditLogAPIError(AsanaAuditLogError):
     """
-    Asana answered with an error.
+    Asana (or something in its place) answered with an error.
+
+    The message reads ``"<origin> returned HTTP <status>: <message>. <hint>"``.
 
     :param status: the HTTP status code.
     :param message: Asana's own message (``errors[0].message``), or a description of the response.
     :param hint: what the user should change, if known.
+    :param origin: who answered: ``"Asana"``, unless the response was not Asana's (a proxy's HTML error
+        page, say), so that the message does not blame Asana, or the token, for it.
     """
 
-    def __init__(self, status: int, message: str, hint: str = "") -> None:
+    def __init__(self, status: int, message: str, hint: str = "", *, origin: str = "Asana") -> None:
         self.status = status
         self.asana_message = message
         self.hint = hint
-        text = f"Asana returned HTTP {status}: {message}"
+        self.origin = origin
+        text = f"{origin} returned HTTP {status}: {message}"
         super().__init__(f"{text}. {hint}" if hint else text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields, not from its text (the only argument Exception keeps), so that it
+        # survives pickling: executors and multiprocessing pass errors between processes that way.
+        return (_rebuild_api_error, (type(self), self.status, self.asana_message, self.hint, self.origin))
+
+
+def _rebuild_api_error(
+    cls: type[AsanaAuditLogAPIError], status: int, message: str, hint: str, origin: str
+) -> AsanaAuditLogAPIError:
+    return cls(status, message, hint, origin=origin)
 
 
 class AsanaAuditLogPermanentAPIError(AsanaAuditLogAPIError, AirflowFailException):

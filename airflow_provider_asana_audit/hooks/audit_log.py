@@ -8,11 +8,14 @@ It also holds the one "are there ``min_events`` matching events?" check, which t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import closing
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypedDict
 
+# Re-exported from the Task SDK on Airflow 3.3, so not "explicitly exported" to mypy there.
+from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined,unused-ignore]
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
@@ -26,7 +29,11 @@ from airflow_provider_asana_audit.client import (
     RateLimiter,
     RetryPolicy,
 )
-from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogError
+from airflow_provider_asana_audit.exceptions import (
+    AsanaAuditLogConfigError,
+    AsanaAuditLogError,
+    AsanaAuditLogRetentionError,
+)
 from airflow_provider_asana_audit.get_provider_info import (
     CONN_FIELDS,
     CONN_TYPE,
@@ -35,11 +42,22 @@ from airflow_provider_asana_audit.get_provider_info import (
     PLACEHOLDERS,
     RELABELING,
 )
+from airflow_provider_asana_audit.timeutils import RETENTION, retention_problem
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Connection
 
 __all__ = ["AsanaAuditLogHook", "AuditLogCheck"]
+
+#: What ``get_connection`` raises for an unknown connection id: on Airflow 3 the Task SDK's class,
+#: which ``airflow.exceptions`` re-exports only from 3.3 on.
+_CONNECTION_NOT_FOUND: tuple[type[Exception], ...] = (AirflowNotFoundException,)
+try:
+    from airflow.sdk.exceptions import AirflowNotFoundException as _SdkNotFound
+except ImportError:  # Airflow 2
+    pass
+else:
+    _CONNECTION_NOT_FOUND = (AirflowNotFoundException, _SdkNotFound)
 
 
 class AuditLogCheck(TypedDict):
@@ -73,7 +91,10 @@ class AsanaAuditLogHook(BaseHook):
     :param connect_timeout: seconds to wait for a connection.
     :param read_timeout: seconds to wait for a response.
     :param requests_per_minute: if set, every client of this token in this process shares a rate
-        limiter at this rate.
+        limiter at this rate; a positive number.
+    :raises AsanaAuditLogConfigError: for a ``retry`` that is not a :class:`RetryPolicy` or a
+        ``requests_per_minute`` that is not a positive number. A connection that does not exist or
+        lacks the token or the workspace gid raises it on first use.
     """
 
     conn_name_attr = "asana_audit_log_conn_id"
@@ -91,6 +112,20 @@ class AsanaAuditLogHook(BaseHook):
         requests_per_minute: float | None = None,
     ) -> None:
         super().__init__()
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise AsanaAuditLogConfigError(
+                f"The retry policy {retry!r} must be a RetryPolicy, e.g. RetryPolicy(max_attempts=5), or "
+                "None for the default"
+            )
+        if requests_per_minute is not None and (
+            isinstance(requests_per_minute, bool)
+            or not isinstance(requests_per_minute, (int, float))
+            or not requests_per_minute > 0
+        ):
+            raise AsanaAuditLogConfigError(
+                f"requests_per_minute={requests_per_minute!r} must be a positive number, e.g. 1500 (Asana's "
+                "limit on paid plans), or None for no cap"
+            )
         self.asana_audit_log_conn_id = asana_audit_log_conn_id
         self.retry = retry
         self.connect_timeout = connect_timeout
@@ -102,8 +137,24 @@ class AsanaAuditLogHook(BaseHook):
     def client(self) -> AsanaAuditLogClient:
         """The client for this hook's connection, made on first use."""
         if self._client is None:
-            self._client = self.client_for(self.get_connection(self.asana_audit_log_conn_id))
+            self._client = self.client_for(self._connection())
         return self._client
+
+    def _connection(self) -> Connection:
+        """The hook's connection; :class:`AsanaAuditLogConfigError` saying what to do if there is none."""
+        try:
+            return self.get_connection(self.asana_audit_log_conn_id)
+        except _CONNECTION_NOT_FOUND as err:
+            raise self._no_connection() from err
+
+    def _no_connection(self) -> AsanaAuditLogConfigError:
+        conn_id = self.asana_audit_log_conn_id
+        variable = f"AIRFLOW_CONN_{str(conn_id).upper()}"
+        return AsanaAuditLogConfigError(
+            f"There is no Airflow connection {conn_id!r}: create one of type {CONN_TYPE!r} (in the UI, "
+            f"with `airflow connections add`, as the environment variable {variable} or in a secrets "
+            "backend), or pass the id of an existing one as asana_audit_log_conn_id"
+        )
 
     def get_conn(self) -> AsanaAuditLogClient:
         """Return :attr:`client`."""
@@ -119,7 +170,10 @@ class AsanaAuditLogHook(BaseHook):
         token is masked from a thread for the same reason.
         """
         if self._client is None:
-            conn = await get_async_connection(self.asana_audit_log_conn_id, self)
+            try:
+                conn = await get_async_connection(self.asana_audit_log_conn_id, self)
+            except _CONNECTION_NOT_FOUND as err:
+                raise self._no_connection() from err
             extra = await get_async_extra_dejson(conn)
             self._client = await asyncio.to_thread(self._make_client, conn, extra)
         return self._client
@@ -177,7 +231,9 @@ class AsanaAuditLogHook(BaseHook):
             read_timeout=read_timeout or self.read_timeout,
             retry=retry or self.retry,
             rate_limiter=(
-                RateLimiter.for_token(token, self.requests_per_minute) if self.requests_per_minute else None
+                RateLimiter.for_token(token, self.requests_per_minute)
+                if self.requests_per_minute is not None
+                else None
             ),
             logger=self.log,
         )
@@ -203,7 +259,8 @@ class AsanaAuditLogHook(BaseHook):
         resource_gid: str | None = None,
         page_size: int = 100,
         offset: str | None = None,
-    ) -> Iterator[Page]:
+        concurrency: int = 1,
+    ) -> Generator[Page, None, None]:
         """
         Yield the pages of events created in ``[start_at, end_at)``, then stop at the end of the events.
 
@@ -211,6 +268,9 @@ class AsanaAuditLogHook(BaseHook):
         poll later for new events). See :meth:`AsanaAuditLogClient.iter_pages`.
 
         :param offset: continue from a previous page's ``next_offset`` instead of the window's start.
+        :param concurrency: requests at a time (1 to 32); above 1 the window, which must then have both
+            ends, is read as time slices side by side, and the events come out exactly as with 1
+            (pages then carry no ``next_offset``). Close the iterator if you stop early.
         """
         query = AuditLogQuery.build(
             start_at,
@@ -223,15 +283,18 @@ class AsanaAuditLogHook(BaseHook):
             },
             page_size=page_size,
         )
-        return self.read_pages(query, offset=offset)
+        _refuse_expired(query)
+        return self.read_pages(query, offset=offset, concurrency=concurrency)
 
-    def read_pages(self, query: AuditLogQuery, *, offset: str | None = None) -> Iterator[Page]:
+    def read_pages(
+        self, query: AuditLogQuery, *, offset: str | None = None, concurrency: int = 1
+    ) -> Generator[Page, None, None]:
         """
         Yield the pages of a ready-made query, then stop at the end of the events.
 
         :meth:`iter_pages` with the query already built, for callers that validate it before reading.
         """
-        return self.client.iter_pages(query, offset=offset)
+        return self.client.iter_pages(query, offset=offset, concurrency=concurrency)
 
     def iter_events(
         self,
@@ -243,6 +306,7 @@ class AsanaAuditLogHook(BaseHook):
         actor_gid: str | None = None,
         resource_gid: str | None = None,
         page_size: int = 100,
+        concurrency: int = 1,
     ) -> Iterator[Event]:
         """
         Yield every event created in ``[start_at, end_at)`` exactly once, as Asana returns it, in order.
@@ -257,8 +321,12 @@ class AsanaAuditLogHook(BaseHook):
         :param actor_gid: only events by this actor.
         :param resource_gid: only events about this resource.
         :param page_size: events per request, 1 to 100.
+        :param concurrency: requests at a time, 1 to 32; see :meth:`iter_pages`.
+        :raises AsanaAuditLogConfigError: for a missing or incomplete connection or a bad argument, before
+            any request; :class:`AsanaAuditLogRetentionError` when ``end_at`` lies where Asana keeps no
+            events (before 2021-10-08, or more than 90 days ago).
         """
-        for page in self.iter_pages(
+        pages = self.iter_pages(
             start_at,
             end_at,
             event_type=event_type,
@@ -266,8 +334,12 @@ class AsanaAuditLogHook(BaseHook):
             actor_gid=actor_gid,
             resource_gid=resource_gid,
             page_size=page_size,
-        ):
-            yield from page.events
+            concurrency=concurrency,
+        )
+        # Closing the pages stops a concurrent read's threads as soon as the caller stops reading.
+        with closing(pages):
+            for page in pages:
+                yield from page.events
 
     def check(
         self,
@@ -291,6 +363,7 @@ class AsanaAuditLogHook(BaseHook):
         query = AuditLogQuery.build(
             start_at, end_at, filters=filters, page_size=min(min_events, MAX_PAGE_SIZE)
         )
+        _refuse_expired(query)
         # One request when a page can hold min_events; else the client's pagination, stopped early.
         pages: Iterator[Page] | list[Page] = (
             [self.client.get_page(query)] if min_events <= MAX_PAGE_SIZE else self.client.iter_pages(query)
@@ -334,7 +407,7 @@ class AsanaAuditLogHook(BaseHook):
         """Read one event to check the URL, the token, its audit-log access and the workspace."""
         try:
             client = self.client_for(
-                self.get_connection(self.asana_audit_log_conn_id),
+                self._connection(),
                 retry=RetryPolicy(max_attempts=2, max_elapsed=15, backoff_base=0.5),  # answer quickly
                 connect_timeout=5,
                 read_timeout=20,
@@ -373,3 +446,13 @@ class AsanaAuditLogHook(BaseHook):
             "relabeling": dict(RELABELING),
             "placeholders": dict(PLACEHOLDERS),
         }
+
+
+def _refuse_expired(query: AuditLogQuery) -> None:
+    """Refuse a window that ends where Asana keeps no events: reading it would find none, silently."""
+    problem = retention_problem(query.end_at) if query.end_at is not None else None
+    if problem is not None:
+        raise AsanaAuditLogRetentionError(
+            f"No event can match: end_at {problem}. Read only windows that end within the last "
+            f"{RETENTION.days} days"
+        )

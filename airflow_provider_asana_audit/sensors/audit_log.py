@@ -24,7 +24,12 @@ from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogRetentionError,
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook, AuditLogCheck
-from airflow_provider_asana_audit.timeutils import format_instant, parse_instant, retention_problem
+from airflow_provider_asana_audit.timeutils import (
+    RETENTION,
+    format_instant,
+    parse_instant,
+    retention_problem,
+)
 from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogTrigger
 from airflow_provider_asana_audit.utils import rendered
 
@@ -122,15 +127,22 @@ class AsanaAuditLogSensor(BaseSensorOperator):
         start_at, end_at = format_instant(start_dt), format_instant(end_dt) if end_dt else None
         if end_dt is not None and end_dt <= start_dt:
             raise AsanaAuditLogConfigError(
-                f"The window [start_at, end_at) = [{start_at}, {end_at}) is empty. Airflow 3 gives cron and "
-                "timedelta schedules and manual runs an empty data interval: schedule with "
-                "CronDataIntervalTimetable or DeltaDataIntervalTimetable, or pass start_at and end_at"
+                f"start_at ({start_at}) must be before end_at ({end_at}): the window [start_at, end_at) is "
+                "empty. (If they come from the data interval: Airflow 3 gives cron and timedelta schedules "
+                "an empty data interval; schedule with CronDataIntervalTimetable or "
+                "DeltaDataIntervalTimetable.)"
             )
         AuditLogQuery.build(start_dt, end_dt, filters=self.filters)  # validates before any request
         problem = retention_problem(end_dt) if end_dt is not None else None
         if problem is not None:
             raise AsanaAuditLogRetentionError(
-                f"No event can ever match: end_at {problem}. Move the window into the last 90 days"
+                f"No event can ever match: end_at {problem}. Wait only for windows that end within the "
+                f"last {RETENTION.days} days, or leave end_at unset"
+            )
+        if not isinstance(self.asana_audit_log_conn_id, str) or not self.asana_audit_log_conn_id.strip():
+            raise AsanaAuditLogConfigError(
+                f"asana_audit_log_conn_id={self.asana_audit_log_conn_id!r} must name an Airflow connection "
+                "of type 'asana_audit_log'"
             )
         return start_at, end_at
 

@@ -89,6 +89,14 @@ class AsanaAuditLogTrigger(BaseTrigger):
         self.min_events = min_events
         self.poll_interval = poll_interval
         self.timeout_at = timeout_at
+        # Checked where the trigger is made (in the sensor's task), not later in the triggerer.
+        AuditLogQuery.build(start_at, end_at, filters=self.filters)
+        _check_poll_interval(poll_interval)
+        if timeout_at is not None:
+            try:
+                parse_instant(timeout_at, name="timeout_at")
+            except ValueError as err:
+                raise AsanaAuditLogConfigError(str(err)) from None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the keyword arguments that rebuild this trigger."""
@@ -246,14 +254,7 @@ class AsanaAuditLogEventTrigger(BaseEventTrigger):  # type: ignore[misc]  # Base
             parsed = parse_instant(start_at, name="start_at") if start_at else None
         except ValueError as err:
             raise AsanaAuditLogConfigError(str(err)) from None
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, (int, float))
-            or poll_interval <= 0
-        ):
-            raise AsanaAuditLogConfigError(
-                f"poll_interval={poll_interval!r} must be a positive number of seconds"
-            )
+        _check_poll_interval(poll_interval)
         if isinstance(lookback, bool) or not isinstance(lookback, (int, float)) or lookback < 0:
             raise AsanaAuditLogConfigError(f"lookback={lookback!r} must be a number of seconds, 0 or more")
         self.asana_audit_log_conn_id = asana_audit_log_conn_id
@@ -697,6 +698,17 @@ def _matches(event: Event, filters: dict[str, str]) -> bool:
         value is None or (values.get(name) is not None and str(values[name]) == str(value))
         for name, value in filters.items()
     )
+
+
+def _check_poll_interval(poll_interval: object) -> None:
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, (int, float))
+        or not poll_interval > 0
+    ):
+        raise AsanaAuditLogConfigError(
+            f"poll_interval={poll_interval!r} must be a positive number of seconds, e.g. 60"
+        )
 
 
 def _trigger_event(payload: dict[str, Any]) -> TriggerEvent:

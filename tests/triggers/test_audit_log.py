@@ -193,11 +193,10 @@ def test_wait_trigger_turns_a_refused_token_into_an_error_event_without_the_toke
     assert WRONG_TOKEN not in json.dumps(payload)
 
 
-def test_wait_trigger_turns_a_bad_argument_into_an_error_event(asana_conn: FakeAsana) -> None:
-    payload = _run(_first_event(_wait_trigger(start_at="yesterday")))
+def test_wait_trigger_refuses_a_bad_argument_when_it_is_made(asana_conn: FakeAsana) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match="start_at='yesterday' is not an ISO 8601 date-time"):
+        _wait_trigger(start_at="yesterday")
 
-    assert payload["status"] == "error"
-    assert "start_at='yesterday' is not an ISO 8601 date-time" in payload["message"]
     assert asana_conn.requests == []
 
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import stat
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,13 +35,24 @@ from airflow_provider_asana_audit.exceptions import (
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
-from airflow_provider_asana_audit.storage import default_destination, resolve_destination, write_atomically
+from airflow_provider_asana_audit.storage import (
+    PRIVATE_FILE_MODE,
+    STAGING_GRACE_PERIOD,
+    default_destination,
+    main,
+    resolve_destination,
+    sweep_staging,
+    write_atomically,
+)
 from airflow_provider_asana_audit.testing import FakeAsana, Fault
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.helpers.exports import midnight, read_events, serialise
+from tests.helpers.waiting import wait_until
 
 START, END = midnight(3), midnight(2)
 DESTINATION = "noren://audit-bucket/asana/day.jsonl.gz"
+#: Two hours ago: a staging object last modified then is stale for an export and for the sweep command.
+STALE = time.time() - 2 * 3600
 
 
 class NoRenameStore(MemoryFileSystem):
@@ -101,6 +116,30 @@ def _objects(store: NoRenameStore) -> dict[str, bytes]:
 
 def _files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.rglob("*") if p.is_file())
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _leftover(directory: Path, name: str, *, modified: float | None = STALE) -> Path:
+    """A staging file of ``name`` in ``directory``, as a killed attempt leaves it, last modified then."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f".{name}.{uuid.uuid4().hex}.partial"
+    path.write_bytes(b'{"gid":"1"')
+    if modified is not None:
+        os.utime(path, (modified, modified))
+    return path
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """A umask that takes no permission away, so only the code's own mode makes a file private."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 # ---------------------------------------------------------------- where an export goes
@@ -329,3 +368,166 @@ def test_a_refused_token_writes_nothing(
         _export()
 
     assert _objects(store) == {}
+
+
+def test_stale_staging_objects_on_the_object_store_are_removed_by_a_later_export(
+    store: NoRenameStore, asana_conn: FakeAsana
+) -> None:
+    stale = "/audit-bucket/asana/.day.jsonl.gz.0123456789abcdef0123456789abcdef.partial"
+    fresh = "/audit-bucket/asana/.day.jsonl.gz.fedcba9876543210fedcba9876543210.partial"
+    store.pipe(stale, b"half")
+    store.pipe(fresh, b"half")
+    NoRenameStore.store[stale].created = datetime.now(timezone.utc) - 2 * STAGING_GRACE_PERIOD
+
+    _export()
+
+    assert not store.exists(stale)
+    assert store.exists(fresh), "a staging object within the grace period may be a live attempt's"
+
+
+# ---------------------------------------------------------------- private files
+
+
+def test_a_local_staging_file_is_private_from_its_first_byte(tmp_path: Path, permissive_umask: None) -> None:
+    target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
+    modes: list[int] = []
+
+    def write(raw: BinaryIO) -> int:
+        (staging,) = tmp_path.glob(".day.jsonl.*.partial")
+        modes.append(_mode(staging))  # before any byte is written
+        return raw.write(b"{}\n")
+
+    write_atomically(target, write)
+
+    assert modes == [PRIVATE_FILE_MODE] == [0o600]
+
+
+def test_an_export_replaces_a_readable_file_with_a_private_file_and_manifest(
+    asana_conn: FakeAsana, tmp_path: Path, permissive_umask: None
+) -> None:
+    destination = tmp_path / "day.jsonl.gz"
+    destination.write_bytes(b"an export by an older version\n")
+    destination.chmod(0o644)
+
+    _export(str(destination))
+
+    assert _mode(destination) == 0o600
+    assert _mode(tmp_path / "day.jsonl.gz.manifest.json") == 0o600
+
+
+# ---------------------------------------------------------------- staging leftovers
+
+
+def test_a_live_local_attempt_renews_the_lease_on_its_staging_file(tmp_path: Path) -> None:
+    target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
+
+    def write(raw: BinaryIO) -> int:
+        (staging,) = tmp_path.glob(".day.jsonl.*.partial")
+        os.utime(staging, (STALE, STALE))
+        wait_until(
+            lambda: staging.stat().st_mtime > STALE + 3600,
+            message="the attempt should renew its lease (every 0.1 s with a grace period of 1 s)",
+        )
+        return raw.write(b"{}\n")
+
+    write_atomically(target, write, grace_period=timedelta(seconds=1))
+
+    assert (tmp_path / "day.jsonl").read_bytes() == b"{}\n"
+
+
+def test_a_write_removes_the_stale_staging_objects_of_its_target_only(tmp_path: Path) -> None:
+    stale = _leftover(tmp_path, "day.jsonl")
+    fresh = _leftover(tmp_path, "day.jsonl", modified=None)
+    of_another_file = _leftover(tmp_path, "other.jsonl")
+    of_the_manifest = _leftover(tmp_path, "day.jsonl.manifest.json")
+
+    write_atomically(ObjectStoragePath(f"file://{tmp_path}/day.jsonl"), lambda raw: raw.write(b"{}\n"))
+
+    assert not stale.exists()
+    assert fresh.exists(), "a staging file within the grace period may be a live attempt's"
+    assert of_another_file.exists()
+    assert of_the_manifest.exists()
+
+
+def test_a_sweep_finds_only_stale_staging_objects_anywhere_below_the_base(tmp_path: Path) -> None:
+    stale = [
+        _leftover(tmp_path / "date=2026-11-01", "a.jsonl.gz"),
+        _leftover(tmp_path / "x" / "y", "b.jsonl"),
+    ]
+    _leftover(tmp_path, "c.jsonl", modified=None)
+    for name in (".notes.partial", "a.jsonl.partial", f".a.jsonl.{'0' * 31}.partial", "a.jsonl"):
+        (tmp_path / name).write_bytes(b"not a staging object")
+        os.utime(tmp_path / name, (STALE, STALE))
+
+    found = sweep_staging(str(tmp_path), older_than=timedelta(hours=1))
+
+    assert [item.path for item in found] == sorted(f"file://{path}" for path in stale)
+    assert [item.destination for item in found] == ["a.jsonl.gz", "b.jsonl"]
+    assert all(timedelta(hours=2) <= item.age < timedelta(hours=3) for item in found)
+
+
+def test_a_sweep_is_a_dry_run_unless_told_otherwise(tmp_path: Path) -> None:
+    stale = _leftover(tmp_path, "a.jsonl")
+
+    (found,) = sweep_staging(str(tmp_path))
+
+    assert not found.removed
+    assert stale.exists()
+
+
+def test_a_sweep_that_is_no_dry_run_removes_the_stale_staging_objects(tmp_path: Path) -> None:
+    stale = _leftover(tmp_path / "deep" / "down", "a.jsonl")
+    fresh = _leftover(tmp_path, "a.jsonl", modified=None)
+
+    (found,) = sweep_staging(ObjectStoragePath(f"file://{tmp_path}"), dry_run=False)
+
+    assert found.removed
+    assert not stale.exists()
+    assert fresh.exists()
+
+
+def test_a_sweep_of_a_missing_base_finds_nothing(tmp_path: Path) -> None:
+    assert sweep_staging(str(tmp_path / "nothing here"), dry_run=False) == []
+
+
+def test_the_sweep_command_lists_stale_staging_objects_without_removing_them_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = _leftover(tmp_path, "a.jsonl")
+
+    assert main(["sweep", str(tmp_path)]) == 0
+
+    out = capsys.readouterr().out
+    assert f"would remove file://{stale} (10 bytes, 2h" in out
+    assert "dry run, nothing removed (add --delete to remove them)" in out
+    assert stale.exists()
+
+
+def test_the_sweep_command_removes_them_with_delete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = _leftover(tmp_path, "a.jsonl", modified=time.time() - 40 * 60)
+
+    assert main(["sweep", f"file://{tmp_path}", "--delete", "--older-than", "30m"]) == 0
+
+    assert f"removed file://{stale} " in capsys.readouterr().out
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("arguments", [["--older-than", "soon"], ["--older-than=-1h"]])
+def test_the_sweep_command_refuses_a_duration_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["sweep", str(tmp_path), *arguments])
+
+    assert caught.value.code == 2
+    assert "is not a duration such as 90s, 30m, 1h or 2d" in capsys.readouterr().err
+
+
+def test_the_sweep_command_refuses_a_relative_base(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["sweep", "exports"])
+
+    assert caught.value.code == 2
+    assert "relative path" in capsys.readouterr().err

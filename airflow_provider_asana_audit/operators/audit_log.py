@@ -13,7 +13,8 @@ import gzip
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -29,6 +30,7 @@ from airflow_provider_asana_audit import __version__
 from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery, Event, Page, RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.slices import check_concurrency
 from airflow_provider_asana_audit.storage import (
     HashingWriter,
     default_destination,
@@ -81,7 +83,12 @@ class AsanaAuditLogExportOperator(BaseOperator):
     ``package_version`` and ``workspace_gid``. A manifest whose ``sha256`` does not match the new file is
     deleted before the file is replaced, so a manifest, when present, describes the file next to it
     (unless two runs of the same interval race with different results; readers can check ``sha256``).
-    Downstream jobs should wait for the manifest, not for the file.
+    Downstream jobs should wait for the manifest, not for the file. On a local disk the file, the
+    manifest and the staging file (from its first byte) have mode ``0600``: audit events are personal
+    data. A killed attempt leaves its staging object behind; a later export of the same destination
+    removes those not modified for :data:`~airflow_provider_asana_audit.storage.STAGING_GRACE_PERIOD`
+    (a live attempt renews its own), and ``python -m airflow_provider_asana_audit.storage sweep BASE``
+    sweeps a whole base path.
 
     **Destination.** A path or URI string or an ``ObjectStoragePath``; any scheme Airflow's object
     storage supports (``file://``, plain absolute paths, ``s3://`` with the Amazon provider, ``gs://``
@@ -104,7 +111,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
     **XCom.** ``{"path", "events", "start_at", "end_at", "pages", "sha256", "manifest"}``.
 
-    Progress (pages, events, events/s) is logged by the client at least every 5 seconds.
+    Progress (pages, events, events/s) is logged by the client as pages arrive, at most every 5 seconds.
 
     :param start_at: inclusive start of the interval, an aware datetime or ISO 8601 string; default the
         run's ``data_interval_start``. (templated)
@@ -121,8 +128,13 @@ class AsanaAuditLogExportOperator(BaseOperator):
         (e.g. ``aws_default``). (templated)
     :param base_path: the root of the default layout when ``destination`` is not given. (templated)
     :param page_size: events per request, 1 to 100.
-    :param requests_per_minute: cap on this token's request rate, shared by the tasks of one worker
-        process; default no cap (Asana allows 1,500 per minute on paid plans).
+    :param concurrency: requests at a time, 1 to 32. Above 1 the interval is read as time slices side by
+        side (split again where events are dense), and the file holds the same bytes as with 1. All
+        requests share the token's rate limit; Asana allows about 50 concurrent requests per token.
+    :param requests_per_minute: cap on this task's request rate with this token, shared by all its
+        concurrent requests; default no cap (Asana allows 1,500 per minute on paid plans). Airflow runs
+        each task in a process of its own, so the cap does not span tasks: a pool does (see the docs on
+        scheduling).
     :param request_retry: how hard each request is retried after a transient failure (429, 5xx,
         broken connections) before the attempt fails; default the client's :class:`RetryPolicy`.
     :param settle_period: how long after ``end_at`` to wait before exporting, for late-captured events.
@@ -160,6 +172,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         destination_conn_id: str | None = None,
         base_path: str | None = None,
         page_size: int = 100,
+        concurrency: int = 1,
         requests_per_minute: float | None = None,
         request_retry: RetryPolicy | None = None,
         settle_period: timedelta = timedelta(minutes=30),
@@ -179,11 +192,14 @@ class AsanaAuditLogExportOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.base_path = base_path
         self.page_size = page_size
+        self.concurrency = concurrency
         self.requests_per_minute = requests_per_minute
         self.request_retry = request_retry
         self.settle_period = settle_period
         self.on_retention_violation = on_retention_violation
         self.deferrable = deferrable
+        #: What this attempt read and wrote, for :meth:`get_openlineage_facets_on_complete`.
+        self._lineage: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ entry points
 
@@ -240,6 +256,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
                 f"settle_period={self.settle_period!r} must be a non-negative timedelta, "
                 "e.g. timedelta(minutes=30)"
             )
+        check_concurrency(self.concurrency)  # before anything is written
         if self.on_retention_violation not in ("fail", "skip"):
             raise AsanaAuditLogConfigError(
                 f"on_retention_violation={self.on_retention_violation!r} must be 'fail' or 'skip'"
@@ -316,6 +333,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         )
         client = hook.get_conn()
         workspace_gid = client.workspace_gid
+        self._lineage = {"base_url": client.base_url, "workspace_gid": workspace_gid}
         target = (
             resolve_destination(self.destination, conn_id=self.destination_conn_id)
             if self.destination is not None
@@ -341,7 +359,9 @@ class AsanaAuditLogExportOperator(BaseOperator):
         try:
             events, pages, sha256, size = write_atomically(
                 target,
-                lambda raw: self._write_events(hook.read_pages(query), query, raw, compressed=compressed),
+                lambda raw: self._write_events(
+                    hook.read_pages(query, concurrency=self.concurrency), query, raw, compressed=compressed
+                ),
                 before_commit=lambda result: self._drop_stale_manifest(manifest_path, sha256=result[2]),
                 log=self.log,
             )
@@ -373,6 +393,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         }
         body = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         write_atomically(manifest_path, lambda raw: raw.write(body), log=self.log)
+        self._lineage.update(file=target, manifest=manifest_path, events=events, size=size)
         return {
             "path": str(target),
             "events": events,
@@ -384,7 +405,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         }
 
     def _write_events(
-        self, pages: Iterator[Page], query: AuditLogQuery, raw: BinaryIO, *, compressed: bool
+        self, pages: Generator[Page, None, None], query: AuditLogQuery, raw: BinaryIO, *, compressed: bool
     ) -> tuple[int, int, str, int]:
         """Stream the pages' events into ``raw``; return (events, pages, sha256, bytes)."""
         start_at, end_at = _interval(query)
@@ -396,19 +417,21 @@ class AsanaAuditLogExportOperator(BaseOperator):
         )
         events = page_count = outside = 0
         try:
-            # The client yields each event once, in Asana's order; only the window is checked here.
-            for page in pages:
-                page_count += 1
-                lines: list[str] = []
-                for event in page.events:
-                    created_at = _created_at(event)
-                    if created_at is None or not start_at <= created_at < end_at:
-                        outside += 1
-                        continue
-                    lines.append(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
-                if lines:
-                    out.write("".join(lines).encode("utf-8"))
-                    events += len(lines)
+            # Closing the pages stops a concurrent read's threads at once if writing fails.
+            with closing(pages):
+                # The client yields each event once, in Asana's order; only the window is checked here.
+                for page in pages:
+                    page_count += 1
+                    lines: list[str] = []
+                    for event in page.events:
+                        created_at = _created_at(event)
+                        if created_at is None or not start_at <= created_at < end_at:
+                            outside += 1
+                            continue
+                        lines.append(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+                    if lines:
+                        out.write("".join(lines).encode("utf-8"))
+                        events += len(lines)
         finally:
             if compressed:
                 out.close()  # writes the gzip trailer; does not close ``raw``
@@ -421,6 +444,17 @@ class AsanaAuditLogExportOperator(BaseOperator):
             )
         return events, page_count, hashing.sha256.hexdigest(), hashing.size
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """
+        OpenLineage: the workspace's audit log in; the file and its manifest out, by their final names.
+
+        Without this, the lineage Airflow collects from object-storage writes would name the hidden
+        staging object, since the move into place reports nothing. Needs the OpenLineage provider.
+        """
+        from airflow_provider_asana_audit.lineage import export_lineage
+
+        return export_lineage(**self._lineage)
+
     def _drop_stale_manifest(self, manifest: ObjectStoragePath, *, sha256: str) -> None:
         """Delete the manifest if it describes other bytes than the ones about to replace its file."""
         try:
@@ -431,7 +465,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
             previous = None
         if previous != sha256:
             self.log.info("Removing the manifest of the previous, different export at %s", manifest)
-            manifest.unlink()
+            # Another run of the same destination may have removed it first: gone either way.
+            manifest.unlink(missing_ok=True)
 
 
 def _interval(query: AuditLogQuery) -> tuple[datetime, datetime]:

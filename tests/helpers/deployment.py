@@ -28,6 +28,8 @@ without that URL every task of a real deployment fails with "connection refused"
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import secrets
 import signal
@@ -36,6 +38,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -199,6 +203,7 @@ class Deployment:
         self.env = airflow_env(home, api_port=self.api_port, config=config, extra=extra_env)
         self.processes: list[Process] = []
         self._names: set[str] = set()
+        self._token: str | None = None
 
     @property
     def api_url(self) -> str:
@@ -323,6 +328,38 @@ class Deployment:
             return list(connection.execute(sql, params).fetchall())
         finally:
             connection.close()
+
+    def api_ready(self) -> bool:
+        """Whether the API server answers its health check (``api-server`` or ``standalone`` runs)."""
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/api/v2/monitor/health", timeout=5) as response:
+                return int(response.status) == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """
+        Call the API server (``/api/v2/...``, ``/ui/...``) as an admin; return the status and the JSON.
+
+        The bearer token comes from ``GET /auth/token`` (logins are off, see :func:`airflow_env`) and
+        is kept for later calls. An error status is returned, not raised.
+        """
+        if self._token is None:
+            with urllib.request.urlopen(f"{self.api_url}/auth/token", timeout=30) as response:
+                self._token = str(json.load(response)["access_token"])
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.api_url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, raw = int(response.status), response.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        return status, json.loads(raw) if raw else None
 
     def report(self) -> str:
         """The state and the last lines of the log of every process, for a failure message."""

@@ -83,6 +83,27 @@ def test_rerun_of_an_interval_rewrites_identical_bytes(
     assert _manifest(path)["sha256"] == first_manifest["sha256"]
 
 
+def test_a_concurrent_export_writes_the_same_bytes_as_a_sequential_one(
+    run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
+) -> None:
+    start, end = midnight(3), midnight(2)
+    path = export_dir / f"{start:%Y-%m-%d}.jsonl.gz"
+    assert run_export(end, destination=_destination(export_dir), page_size=5).task_state == "success"
+    sequential = path.read_bytes()
+    sequential_requests = asana_conn.stats.requests
+    asana_conn.inject(Fault.RATE_LIMIT, retry_after=0, when=lambda request: request.has_offset)
+    asana_conn.inject(Fault.UNAVAILABLE_503, count=2)
+    asana_conn.inject(Fault.EXPIRE_OFFSET)
+
+    run = run_export(end, destination=_destination(export_dir), page_size=5, concurrency=8)
+
+    assert run.task_state == "success"
+    assert asana_conn.pending_faults == []
+    assert path.read_bytes() == sequential
+    assert sequential == serialise(asana_conn.ground_truth(start, end), compressed=True)
+    assert asana_conn.stats.requests > sequential_requests, "the concurrent export made its own requests"
+
+
 def test_failure_part_way_leaves_the_previous_file_and_manifest_untouched(
     run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
 ) -> None:

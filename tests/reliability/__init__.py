@@ -1,0 +1,1 @@
+"""Reliability: exact exports across faults, kills, leftovers, concurrent writers and late events."""

@@ -18,7 +18,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "workspace_gid": {
         "label": "Workspace GID",
         "description": "The gid of the Asana workspace or organisation whose audit log is read.",
-        "schema": {"type": ["string", "null"], "pattern": "^[0-9]+$"},
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
     },
 }
 HIDDEN_FIELDS = ["schema", "port", "login", "extra"]

@@ -2,106 +2,93 @@
 Read throughput and memory of the client against the stand-in, at two window sizes.
 
 The stand-in runs in a separate process, so only the client's own memory is measured here. Flat
-memory means the peak of Python allocations does not grow with the number of events read.
+memory means the peak of Python allocations does not grow with the number of events read. For the
+comparison with Asana's SDK, CPU per event and concurrent reads, see ``bench_throughput.py``.
 
-    python bench/bench_read.py                 # 20,000 and 200,000 events
-    python bench/bench_read.py --sizes 5000    # quicker
+    python bench/bench_read.py                                  # 20,000 and 200,000 events
+    python bench/bench_read.py --sizes 5000                     # quicker
+    python bench/bench_read.py --concurrency 8 --latency 0.05   # concurrent, 50 ms a request
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import resource
-import subprocess
-import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from typing import Any
+
+from common import Standin, print_table, standin
 
 from airflow_provider_asana_audit.client import AsanaAuditLogClient, AuditLogQuery
 
+COLUMNS = [
+    ("events", "{:,.0f}"),
+    ("pages", "{:,.0f}"),
+    ("seconds", "{:.1f}"),
+    ("events/s", "{:,.0f}"),
+    ("CPU s/100k", "{:.2f}"),
+    ("peak py KiB", "{:,.0f}"),
+]
 
-def start_standin(events: int, days: int = 7) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_asana_audit.testing",
-            "--port",
-            "0",
-            "--days",
-            str(days),
-            "--events-per-day",
-            str(events // days),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+
+def read_all(server: Standin, concurrency: int) -> tuple[int, int]:
+    client = AsanaAuditLogClient(
+        token=server.token,
+        workspace_gid=server.workspace_gid,
+        base_url=server.base_url,
+        progress_interval=3600,
     )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("export AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT="):
-            conn = json.loads(line.split("=", 1)[1].strip().strip("'"))
-            return process, conn
-    raise RuntimeError("the stand-in did not print its connection")
-
-
-def read_all(client: AsanaAuditLogClient) -> tuple[int, int]:
     count = pages = 0
-    for page in client.iter_pages(AuditLogQuery(page_size=100)):
+    query = AuditLogQuery(start_at=server.start, end_at=server.end, page_size=100)
+    for page in client.iter_pages(query, concurrency=concurrency):
         pages += 1
         count += len(page.events)
+    client.close()
     return count, pages
 
 
-def measure(events: int) -> dict[str, float]:
+def measure(server: Standin, concurrency: int) -> dict[str, Any]:
     """Read everything twice: once timed, once under tracemalloc (which slows allocation down)."""
-    process, conn = start_standin(events)
-    try:
-        client = AsanaAuditLogClient(
-            token=str(conn["password"]),
-            workspace_gid=str(conn["extra"]["workspace_gid"]),  # type: ignore[index]
-            base_url=str(conn["host"]),
-            progress_interval=3600,
-        )
-        started = time.perf_counter()
-        count, pages = read_all(client)
-        elapsed = time.perf_counter() - started
-        tracemalloc.start()
-        read_all(client)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        return {
-            "events": count,
-            "pages": pages,
-            "seconds": elapsed,
-            "events_per_s": count / elapsed,
-            "peak_python_kib": peak / 1024,
-            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        }
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    count, pages = read_all(server, concurrency)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    tracemalloc.start()
+    read_all(server, concurrency)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "events": count,
+        "pages": pages,
+        "seconds": elapsed,
+        "events/s": count / elapsed,
+        "CPU s/100k": cpu / max(count, 1) * 100_000,
+        "peak py KiB": peak / 1024,
+    }
 
 
-def run_cli(doc: str, measure: Callable[[int], dict[str, float]], last: tuple[str, str]) -> None:
-    """Parse ``--sizes``, measure each size, print a table; ``last``: (heading, key) of the last column."""
+def sizes_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every single-client benchmark takes."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
-    args = parser.parse_args()
-    heading, key = last
-    print(f"{'events':>9} {'pages':>6} {'seconds':>8} {'events/s':>9} {'peak py KiB':>12} {heading:>12}")
-    for size in args.sizes:
-        r = measure(size)
-        print(
-            f"{r['events']:>9.0f} {r['pages']:>6.0f} {r['seconds']:>8.1f} {r['events_per_s']:>9.0f} "
-            f"{r['peak_python_kib']:>12.0f} {r[key]:>12.0f}"
-        )
+    parser.add_argument("--concurrency", type=int, default=1, help="requests at a time (default 1)")
+    parser.add_argument("--latency", type=float, default=0.0, help="stand-in seconds per request")
+    return parser
 
 
 def main() -> None:
-    run_cli(__doc__ or "", measure, ("max RSS MiB", "max_rss_mib"))
+    logging.disable(logging.INFO)  # progress lines would interleave with the table
+    args = sizes_parser(__doc__ or "").parse_args()
+    print(f"concurrency {args.concurrency}, stand-in latency {args.latency * 1000:.0f} ms/request\n")
+    rows = []
+    for size in args.sizes:
+        with standin(size, days=7, latency=args.latency) as server:
+            rows.append(measure(server, args.concurrency))
+    print_table(COLUMNS, rows)
 
 
 if __name__ == "__main__":

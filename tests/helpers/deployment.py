@@ -225,8 +225,13 @@ class Deployment:
         self._names.add(f"{base}-{count}")
         return f"{base}-{count}"
 
-    def airflow(self, *args: str, timeout: float = 300.0) -> str:
-        """Run an ``airflow`` command to completion; return its output, or fail with it."""
+    def airflow(self, *args: str, timeout: float = 300.0, check: bool = True) -> str:
+        """
+        Run an ``airflow`` command to completion; return its output, or fail with it.
+
+        :param check: fail when the command exits with a non-zero status; with ``False`` the output is
+            returned in any case (for commands whose failure is what is tested).
+        """
         name = self._unique_name(args[0] if args else "airflow")
         log_path = self._log_path(name)
         with log_path.open("wb") as log:
@@ -240,7 +245,7 @@ class Deployment:
                 check=False,
             )
         output = log_path.read_text(encoding="utf-8", errors="replace")
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise AssertionError(f"airflow {' '.join(args)} exited {result.returncode}:\n{output[-5000:]}")
         return output
 

@@ -244,9 +244,9 @@ class SlicePlan:
         Split the unfinished slice with the most events left; return its second half, or ``None``.
 
         The cut is the whole millisecond at (or just before) the middle of what is left, and
-        strictly after the last event read, so every event its owner already emitted, and every event sharing their
-        ``created_at``, stays with the owner. Slices with less than about two pages left are not
-        worth a split: the new slice costs a request of its own.
+        strictly after the last event read, so every event its owner already emitted, and every
+        event sharing their ``created_at``, stays with the owner. Slices with less than about two
+        pages left are not worth a split: the new slice costs a request of its own.
         """
         window_density = self.density()
         best: Slice | None = None

@@ -37,6 +37,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -117,7 +118,8 @@ def check(results: list[dict[str, Any]], server: Standin, truth: str | None) -> 
     """Mark each result ``ok`` if it read every event once, in order."""
     reference = truth or next((r["digest"] for r in results if r["client"] == "c=1"), None)
     for result in results:
-        exact = result["events"] == server.events and (reference is None or result["digest"] == reference)
+        digests, counts = result.get("digests", {result["digest"]}), result.get("counts", {result["events"]})
+        exact = counts == {server.events} and (reference is None or digests == {reference})
         result["check"] = "ok" if exact else "MISMATCH"
 
 
@@ -163,24 +165,37 @@ def as_row(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def best_of(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest of repeated runs (noise on a shared machine only ever slows a run down)."""
-    return min(runs, key=lambda r: r["seconds"])
+def median_of(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """
+    One result from repeated runs of a client: the median of each figure.
+
+    The machine is shared, so one run can be slowed down by anything; the median of a few runs is
+    steadier than any one of them. A run that read anything wrong shows in ``check`` all the same.
+    """
+    result = dict(runs[len(runs) // 2])
+    for key in ("seconds", "cpu", "rss_mib", "rss_growth_mib"):
+        result[key] = statistics.median(run[key] for run in runs)
+    result["events_per_s"] = result["events"] / result["seconds"]
+    result["cpu_per_100k"] = result["cpu"] / max(result["events"], 1) * 100_000
+    result["digests"] = {run["digest"] for run in runs}
+    result["counts"] = {run["events"] for run in runs}
+    return result
 
 
 def throughput(args: argparse.Namespace, sdk_python: str | None) -> None:
     clients = (["sdk"] if sdk_python else []) + [f"c={n}" for n in args.concurrency]
     print(
         f"\n## Throughput: {args.events:,} events over {args.days:g} day(s), "
-        f"stand-in latency {args.latency * 1000:.0f} ms/request, best of {args.repeat}\n",
+        f"stand-in latency {args.latency * 1000:.0f} ms/request, median of {args.repeat} run(s)\n",
         flush=True,
     )
     with standin(args.events, days=args.days, latency=args.latency) as server:
         truth = truth_digest(server)
-        results = [
-            best_of([run_client(server, client, sdk_python=sdk_python) for _ in range(args.repeat)])
-            for client in clients
-        ]
+        runs: dict[str, list[dict[str, Any]]] = {client: [] for client in clients}
+        for _ in range(args.repeat):  # round after round, so that a slow spell hits every client
+            for client in clients:
+                runs[client].append(run_client(server, client, sdk_python=sdk_python))
+        results = [median_of(runs[client]) for client in clients]
     check(results, server, truth)
     add_ratios(results)
     print_table(THROUGHPUT_COLUMNS, [as_row(r) for r in results])
@@ -267,7 +282,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=1)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per request (default 0.05)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
-    parser.add_argument("--repeat", type=int, default=1, help="runs per client; the fastest is shown")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per client; medians are shown")
     parser.add_argument("--memory-sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--memory-concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--memory-latency", type=float, default=0.0)

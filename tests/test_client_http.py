@@ -10,6 +10,7 @@ ones ``requests`` builds.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -19,7 +20,13 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_asana_audit.client import AsanaAuditLogClient, AuditLogQuery, RetryPolicy, _Transport
+from airflow_provider_asana_audit.client import (
+    AsanaAuditLogClient,
+    AuditLogQuery,
+    RetryPolicy,
+    _decode,
+    _Transport,
+)
 from airflow_provider_asana_audit.testing import FakeAsana
 from tests.helpers.relay import Relay
 
@@ -146,3 +153,38 @@ def test_the_url_is_the_one_requests_builds() -> None:
             params = query.params() | ({"offset": page_offset} if page_offset else {})
             expected = requests.Request("GET", url, params=params).prepare().url
             assert transport.url(query, page_offset) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data": [{"gid": "1", "n": 123456789012345678901234567890, "f": [1.5e300, -0.0]}]}',
+        b'{"data": [{"gid": "1", "s": "\\ud800"}]}',  # a lone surrogate
+        b'{"data": [{"gid": "1", "x": NaN}]}',
+        b'\xef\xbb\xbf{"data": []}',  # a byte-order mark
+        '{"data": [{"gid": "1", "name": "\u00e9t\u00e9"}]}'.encode("utf-16"),
+        b'{"data": [], "data": [{"gid": "2"}]}',
+    ],
+)
+def test_bodies_decode_to_what_json_loads_gives(body: bytes) -> None:
+    assert _decode(body) == json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html>upstream error</html>", b'{"data": []} trailing', b'{"data": {}}', b""]
+)
+def test_bodies_that_are_not_asanas_json_are_refused(body: bytes) -> None:
+    assert _decode(body) is None
+
+
+def test_a_page_decodes_to_the_events_the_stand_in_holds(
+    fake: FakeAsana, clean_env: pytest.MonkeyPatch
+) -> None:
+    url = f"{fake.base_url}/workspaces/{fake.workspace_gid}/audit_log_events"
+    raw = requests.get(
+        url, params=WINDOW.params(), headers={"Authorization": f"Bearer {fake.token}"}, timeout=10
+    )
+    body = _decode(raw.content)
+    assert body == json.loads(raw.content)
+    assert body is not None
+    assert body["data"] == fake.ground_truth(T0, T0 + timedelta(days=1))[:50]

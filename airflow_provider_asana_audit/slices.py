@@ -327,8 +327,8 @@ class _Output:
     The pages of one slice waiting for the consumer: in memory first, then in a spill file.
 
     Written by the slice's owner only, read by the consumer only; the counters are guarded by the
-    reader's lock. A page goes to memory only while no spilled page waits, so pages always come out
-    in the order they went in.
+    :class:`SlicedReader`'s lock. A page goes to memory only while no spilled page waits, so pages
+    always come out in the order they went in.
     """
 
     def __init__(self, number: int) -> None:
@@ -349,8 +349,8 @@ class _Output:
         """Append a page to the spill file (the owner's thread; the file is opened by then)."""
         assert self.writer is not None
         # marshal: the events are plain JSON values, which marshal writes and reads back exactly
-        # and about seven times faster than json; the file is private to this process (see
-        # SlicedReader), so it never reads anything it did not write itself.
+        # and about seven times faster than json. The file lies in a directory that mkdtemp made
+        # for this user alone, and is read back by this process only: nothing else's data is read.
         record = marshal.dumps(events)
         self.writer.write(_LENGTH.pack(len(record)))
         self.writer.write(record)

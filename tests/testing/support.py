@@ -8,8 +8,6 @@ other test relies on, so they talk to it over real HTTP with nothing but ``reque
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import requests
 
 from airflow_provider_asana_audit.testing import FakeAsana
 from airflow_provider_asana_audit.timeutils import format_instant
+from tests.helpers.waiting import DEADLINE, wait_until
 
 __all__ = [
     "DEADLINE",
@@ -30,8 +29,6 @@ __all__ = [
     "wait_until",
 ]
 
-#: Seconds to wait for something that should happen almost at once; generous for a loaded machine.
-DEADLINE = 30.0
 #: Asana's message for an offset it refuses, spelled out here rather than imported: it is the oracle.
 INVALID_OFFSET = "offset: Your pagination token is invalid."
 #: Asana's documented ``event_type`` -> category heading, copied from Asana's "Audit log events" page.
@@ -59,15 +56,6 @@ def plain_event(gid: int, created_at: datetime, **fields: Any) -> dict[str, Any]
     }
     event.update(fields)
     return event
-
-
-def wait_until(predicate: Callable[[], object], *, message: str, timeout: float = DEADLINE) -> None:
-    """Block until ``predicate()`` is true; fail with ``message`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout} s in vain: {message}")
-        time.sleep(0.005)
 
 
 def error_of(response: requests.Response) -> dict[str, str]:

@@ -74,6 +74,8 @@ __all__ = [
     "RetryPolicy",
     "StreamPosition",
     "check_base_url",
+    "check_requests_per_minute",
+    "check_retry",
 ]
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0"
@@ -235,6 +237,21 @@ class AuditLogQuery:
             end_at=end_at,  # type: ignore[arg-type]
             page_size=page_size,
             **filters,
+        )
+
+    def matches(self, event: Event) -> bool:
+        """Whether ``event`` passes this query's filters, as Asana compares them (not the window)."""
+        actor = event.get("actor") or {}
+        resource = event.get("resource") or {}
+        values = {
+            "event_type": event.get("event_type"),
+            "actor_type": actor.get("actor_type"),
+            "actor_gid": actor.get("gid"),
+            "resource_gid": resource.get("gid"),
+        }
+        return all(
+            value is None or (values[name] is not None and str(values[name]) == str(value))
+            for name, value in self.filters.items()
         )
 
     @property
@@ -402,15 +419,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if requests_per_minute is not None and (
-            isinstance(requests_per_minute, bool)
-            or not isinstance(requests_per_minute, (int, float))
-            or not requests_per_minute > 0
-        ):
-            raise AsanaAuditLogConfigError(
-                f"requests_per_minute={requests_per_minute!r} must be a positive number, e.g. 1500 "
-                "(Asana's limit on paid plans), or None for no cap"
-            )
+        check_requests_per_minute(requests_per_minute)
         if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
             raise AsanaAuditLogConfigError(
                 f"burst={burst!r} must be an integer of at least 1, or None for one second's worth of "
@@ -465,6 +474,28 @@ class RateLimiter:
         """Let no request through for ``seconds`` from now (called after a 429)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+def check_retry(retry: object) -> None:
+    """Refuse a ``retry`` that is neither a :class:`RetryPolicy` nor ``None``."""
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise AsanaAuditLogConfigError(
+            f"The retry policy {retry!r} must be a RetryPolicy, e.g. RetryPolicy(max_attempts=5), or "
+            "None for the default"
+        )
+
+
+def check_requests_per_minute(requests_per_minute: object) -> None:
+    """Refuse a ``requests_per_minute`` that is neither a positive number nor ``None``."""
+    if requests_per_minute is not None and (
+        isinstance(requests_per_minute, bool)
+        or not isinstance(requests_per_minute, (int, float))
+        or not requests_per_minute > 0
+    ):
+        raise AsanaAuditLogConfigError(
+            f"requests_per_minute={requests_per_minute!r} must be a positive number, e.g. 1500 "
+            "(Asana's limit on paid plans), or None for no cap"
+        )
 
 
 def check_base_url(base_url: str) -> str:
@@ -605,11 +636,7 @@ class AsanaAuditLogClient:
         for name, seconds in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
                 raise AsanaAuditLogConfigError(f"{name}={seconds!r} must be a positive number of seconds")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise AsanaAuditLogConfigError(
-                f"The retry policy {retry!r} must be a RetryPolicy, e.g. RetryPolicy(max_attempts=5), or "
-                "None for the default"
-            )
+        check_retry(retry)
         if spill_dir is not None and not os.path.isdir(spill_dir):
             raise AsanaAuditLogConfigError(
                 f"spill_dir={spill_dir!r} is not a directory: pass an existing directory, or None for the "

@@ -475,3 +475,19 @@ def test_rate_limiter_pause_holds_everyone_back() -> None:
 def test_clients_of_one_token_share_one_limiter() -> None:
     assert RateLimiter.for_token("a", 100) is RateLimiter.for_token("a", 100)
     assert RateLimiter.for_token("a", 100) is not RateLimiter.for_token("b", 100)
+
+
+def test_a_query_matches_events_as_asanas_filters_do() -> None:
+    event = {
+        "event_type": "user_login_failed",
+        "actor": {"actor_type": "user", "gid": "1200000000000033"},
+        "resource": {"gid": "1206000000000444"},
+    }
+
+    assert AuditLogQuery.build(
+        filters={"event_type": "user_login_failed", "actor_gid": "1200000000000033"}
+    ).matches(event)
+    assert AuditLogQuery.build(filters={"resource_gid": "1206000000000444"}).matches(event)
+    assert not AuditLogQuery.build(filters={"actor_type": "anonymous"}).matches(event)
+    assert not AuditLogQuery.build(filters={"event_type": "task_deleted"}).matches(event)
+    assert not AuditLogQuery.build(filters={"resource_gid": "1"}).matches({"event_type": "x"})

@@ -28,6 +28,8 @@ from airflow_provider_asana_audit.client import (
     Page,
     RateLimiter,
     RetryPolicy,
+    check_requests_per_minute,
+    check_retry,
 )
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogConfigError,
@@ -112,20 +114,9 @@ class AsanaAuditLogHook(BaseHook):
         requests_per_minute: float | None = None,
     ) -> None:
         super().__init__()
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise AsanaAuditLogConfigError(
-                f"The retry policy {retry!r} must be a RetryPolicy, e.g. RetryPolicy(max_attempts=5), or "
-                "None for the default"
-            )
-        if requests_per_minute is not None and (
-            isinstance(requests_per_minute, bool)
-            or not isinstance(requests_per_minute, (int, float))
-            or not requests_per_minute > 0
-        ):
-            raise AsanaAuditLogConfigError(
-                f"requests_per_minute={requests_per_minute!r} must be a positive number, e.g. 1500 (Asana's "
-                "limit on paid plans), or None for no cap"
-            )
+        # Checked here, where the hook is made, not at the first request.
+        check_retry(retry)
+        check_requests_per_minute(requests_per_minute)
         self.asana_audit_log_conn_id = asana_audit_log_conn_id
         self.retry = retry
         self.connect_timeout = connect_timeout

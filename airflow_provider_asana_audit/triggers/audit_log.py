@@ -387,7 +387,7 @@ class AsanaAuditLogEventTrigger(BaseEventTrigger):  # type: ignore[misc]  # Base
                     batch.events if batch.before == mark else [e for e in batch.events if not mark.holds(e)]
                 )
                 for event in position.admit(Page(events=events, next_offset=None)):
-                    if _matches(event, self.filters):
+                    if position.query.matches(event):
                         yield _trigger_event(_event_payload(event))
                 if store is not None:
                     batch.commits.append((store, _Mark.of(position)))
@@ -682,22 +682,6 @@ def _position_key(conn_id: str, filters: dict[str, str]) -> str:
     if len(key) > _MAX_KEY_LENGTH:
         key = f"{_POSITION_KEY}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
     return key
-
-
-def _matches(event: Event, filters: dict[str, str]) -> bool:
-    """Whether ``event`` passes Asana's filters, compared as Asana compares them."""
-    actor = event.get("actor") or {}
-    resource = event.get("resource") or {}
-    values = {
-        "event_type": event.get("event_type"),
-        "actor_type": actor.get("actor_type"),
-        "actor_gid": actor.get("gid"),
-        "resource_gid": resource.get("gid"),
-    }
-    return all(
-        value is None or (values.get(name) is not None and str(values[name]) == str(value))
-        for name, value in filters.items()
-    )
 
 
 def _check_poll_interval(poll_interval: object) -> None:

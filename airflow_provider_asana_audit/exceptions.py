@@ -15,6 +15,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 __all__ = [
     "AsanaAuditLogAPIError",
+    "AsanaAuditLogArchiveError",
     "AsanaAuditLogAuthError",
     "AsanaAuditLogBadRequestError",
     "AsanaAuditLogConfigError",
@@ -37,6 +38,15 @@ class AsanaAuditLogConfigError(AsanaAuditLogError, AirflowFailException):
 
 class AsanaAuditLogRetentionError(AsanaAuditLogConfigError):
     """The requested interval lies where Asana keeps no events (older than 90 days or before 2021-10-08)."""
+
+
+class AsanaAuditLogArchiveError(AsanaAuditLogError, AirflowFailException):
+    """
+    The archive is not whole, or an export would make it less whole; a retry cannot cure it.
+
+    Raised by the archive check when it finds damage (the message lists what to re-export), and by a
+    re-export that lacks events of the file it would replace.
+    """
 
 
 class AsanaAuditLogAPIError(AsanaAuditLogError):

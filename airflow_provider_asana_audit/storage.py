@@ -52,16 +52,23 @@ from airflow.providers.common.compat.sdk import ObjectStoragePath, conf
 
 from airflow_provider_asana_audit.client import Logger
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
-from airflow_provider_asana_audit.timeutils import parse_instant
+from airflow_provider_asana_audit.timeutils import format_duration, parse_instant
 
 __all__ = [
     "FILESYSTEM_PROVIDERS",
+    "MANIFEST_SUFFIX",
     "PRIVATE_FILE_MODE",
     "STAGING_GRACE_PERIOD",
     "HashingWriter",
+    "LayoutEntry",
     "StagingObject",
+    "default_base",
     "default_destination",
+    "layout_entry",
     "main",
+    "manifest_path",
+    "modified_at",
+    "resolve_base",
     "resolve_destination",
     "sweep_staging",
     "write_atomically",
@@ -85,6 +92,14 @@ STAGING_GRACE_PERIOD = timedelta(minutes=10)
 #: How often per grace period a live attempt renews its lease on a local staging file.
 _LEASE_RENEWALS_PER_GRACE_PERIOD = 10
 _STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<attempt>[0-9a-f]{32})\.partial$")
+#: The default layout's names (see :func:`default_destination`).
+MANIFEST_SUFFIX = ".manifest.json"
+_NAME_INSTANT = "%Y%m%dT%H%M%SZ"
+_FILE_NAME = re.compile(
+    r"^asana_audit_log_(?P<start>\d{8}T\d{6}Z)_(?P<end>\d{8}T\d{6}Z)(?P<filters>_f[0-9a-f]{10})?\.jsonl(?:\.gz)?$"
+)
+_WORKSPACE_DIR = re.compile(r"^workspace_gid=(?P<gid>[0-9]+)$")
+_DATE_DIR = re.compile(r"^date=(?P<date>\d{4}-\d{2}-\d{2})$")
 _DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>[smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _T = TypeVar("_T")
@@ -130,6 +145,17 @@ class StagingObject:
     removed: bool
 
 
+def resolve_base(
+    value: str | os.PathLike[str] | ObjectStoragePath, *, conn_id: str | None = None
+) -> ObjectStoragePath:
+    """
+    A base path (the root of the default layout) as an ``ObjectStoragePath`` whose filesystem is available.
+
+    :raises AsanaAuditLogConfigError: for a relative path, or a scheme whose filesystem is not installed.
+    """
+    return _storage_path(value, conn_id=conn_id, what="base path", example="")
+
+
 def resolve_destination(
     value: str | os.PathLike[str] | ObjectStoragePath, *, conn_id: str | None = None
 ) -> ObjectStoragePath:
@@ -155,6 +181,26 @@ def resolve_destination(
     return path
 
 
+def default_base(base_path: str | None = None) -> str:
+    """
+    The root of the default layout: ``base_path``, else the config option ``[asana_audit_log] base_path``,
+    else ``file://{AIRFLOW_HOME}/asana_audit_log``.
+
+    :raises AsanaAuditLogConfigError: for a relative path.
+    """
+    base = base_path or conf.get("asana_audit_log", "base_path", fallback=None)
+    if base and "://" not in str(base) and not os.path.isabs(str(base)):
+        name = "base_path" if base_path else "The option [asana_audit_log] base_path"
+        raise AsanaAuditLogConfigError(
+            f"{name} {str(base)!r} is a relative path: use an absolute path or a URI such as "
+            "'file:///data/asana' or 's3://bucket/asana'"
+        )
+    if not base:
+        home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+        base = f"file://{os.path.abspath(home)}/asana_audit_log"
+    return str(base)
+
+
 def default_destination(
     *,
     base_path: str | None,
@@ -172,25 +218,85 @@ def default_destination(
     exports of one interval never overwrite each other. ``base`` is ``base_path``, else the config option
     ``[asana_audit_log] base_path``, else ``file://{AIRFLOW_HOME}/asana_audit_log``.
     """
-    base = base_path or conf.get("asana_audit_log", "base_path", fallback=None)
-    if base and "://" not in str(base) and not os.path.isabs(str(base)):
-        name = "base_path" if base_path else "The option [asana_audit_log] base_path"
-        raise AsanaAuditLogConfigError(
-            f"{name} {str(base)!r} is a relative path: use an absolute path or a URI such as "
-            "'file:///data/asana' or 's3://bucket/asana'"
-        )
-    if not base:
-        home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-        base = f"file://{os.path.abspath(home)}/asana_audit_log"
+    base = default_base(base_path)
     suffix = ""
     if any(value is not None for value in filters.values()):
         digest = hashlib.sha256(json.dumps(dict(filters), sort_keys=True).encode()).hexdigest()
         suffix = f"_f{digest[:10]}"
-    name = f"asana_audit_log_{start_at:%Y%m%dT%H%M%SZ}_{end_at:%Y%m%dT%H%M%SZ}{suffix}.jsonl.gz"
+    name = f"asana_audit_log_{start_at:{_NAME_INSTANT}}_{end_at:{_NAME_INSTANT}}{suffix}.jsonl.gz"
     return resolve_destination(
         f"{str(base).rstrip('/')}/workspace_gid={workspace_gid}/date={start_at:%Y-%m-%d}/{name}",
         conn_id=conn_id,
     )
+
+
+@dataclass(frozen=True)
+class LayoutEntry:
+    """
+    An object of the default layout, recognised by its path below the base (see :func:`layout_entry`).
+
+    :param kind: ``"file"`` (an export file), ``"manifest"`` (``<file>.manifest.json``) or ``"staging"``
+        (``.<file>.<32 hex digits>.partial``).
+    :param workspace_gid: the ``workspace_gid=`` directory.
+    :param date: the ``date=`` directory, ``YYYY-MM-DD``.
+    :param file_name: the export file's name (for a manifest or staging object: the file it belongs to).
+    :param start_at: the start of the interval the file name gives.
+    :param end_at: its end.
+    :param filter_suffix: ``_f<hash>`` of filtered exports, ``""`` for unfiltered ones.
+    """
+
+    kind: str
+    workspace_gid: str
+    date: str
+    file_name: str
+    start_at: datetime
+    end_at: datetime
+    filter_suffix: str
+
+
+def layout_entry(relative: str) -> LayoutEntry | None:
+    """
+    What the object at ``relative`` (its path below the base, ``/``-separated) is in the default layout.
+
+    The inverse of :func:`default_destination`: ``None`` for anything the export does not write there.
+    """
+    parts = relative.strip("/").split("/")
+    if len(parts) != 3:
+        return None
+    workspace, day, name = parts
+    workspace_match, day_match = _WORKSPACE_DIR.match(workspace), _DATE_DIR.match(day)
+    if workspace_match is None or day_match is None:
+        return None
+    kind, file_name = "file", name
+    staging = _STAGING_NAME.match(name)
+    if staging is not None:
+        kind, file_name = "staging", staging["name"]
+    elif name.endswith(MANIFEST_SUFFIX):
+        kind, file_name = "manifest", name[: -len(MANIFEST_SUFFIX)]
+    match = _FILE_NAME.match(file_name)
+    if match is None:
+        return None
+    try:
+        start_at, end_at = (
+            datetime.strptime(match[key], _NAME_INSTANT).replace(tzinfo=timezone.utc)
+            for key in ("start", "end")
+        )
+    except ValueError:
+        return None
+    return LayoutEntry(
+        kind=kind,
+        workspace_gid=workspace_match["gid"],
+        date=day_match["date"],
+        file_name=file_name,
+        start_at=start_at,
+        end_at=end_at,
+        filter_suffix=match["filters"] or "",
+    )
+
+
+def manifest_path(file: ObjectStoragePath) -> ObjectStoragePath:
+    """The manifest of an export file: ``<file>.manifest.json`` beside it."""
+    return file.parent / f"{file.name}{MANIFEST_SUFFIX}"
 
 
 def write_atomically(
@@ -274,7 +380,7 @@ def sweep_staging(
     :return: the stale staging objects, in path order, each saying whether it was removed.
     """
     log = log or _log
-    root = _storage_path(base, conn_id=conn_id, what="base path", example="")
+    root = resolve_base(base, conn_id=conn_id)
     fs = root.fs
     now = now or datetime.now(timezone.utc)
     infos: list[dict[str, Any]]
@@ -293,7 +399,7 @@ def sweep_staging(
             continue
         if destination is not None and match["name"] != destination:
             continue
-        modified = _modified(fs, info)
+        modified = modified_at(fs, info)
         if modified is None or now - modified <= older_than:
             continue
         removed = False
@@ -353,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DURATION",
         help=(
             "only objects last modified longer ago than this, e.g. 90s, 30m, 1h, 2d (default: 1h; keep "
-            f"it above {_format_duration(STAGING_GRACE_PERIOD)} plus any clock difference between this "
+            f"it above {format_duration(STAGING_GRACE_PERIOD)} plus any clock difference between this "
             "machine and the storage)"
         ),
     )
@@ -370,9 +476,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [item for item in found if args.delete and not item.removed]
     for item in found:
         state = "NOT removed" if item in failed else verb
-        print(f"{state} {item.path} ({item.size} bytes, {_format_duration(item.age)} old)")
+        print(f"{state} {item.path} ({item.size} bytes, {format_duration(item.age)} old)")
     summary = (
-        f"{len(found)} staging object(s) older than {_format_duration(args.older_than)} under {args.base}"
+        f"{len(found)} staging object(s) older than {format_duration(args.older_than)} under {args.base}"
     )
     if not args.delete:
         summary += ": dry run, nothing removed (add --delete to remove them)"
@@ -512,7 +618,7 @@ def _sync_directory(path: str) -> None:
 def _sweep_beside(target: ObjectStoragePath, *, grace_period: timedelta, log: Logger) -> None:
     """Remove the stale staging objects of ``target``, aged by the storage's clock; never fails."""
     try:
-        written = _modified(target.fs, target.fs.info(target.path))
+        written = modified_at(target.fs, target.fs.info(target.path))
         sweep_staging(
             target.parent,
             destination=target.name,
@@ -525,7 +631,7 @@ def _sweep_beside(target: ObjectStoragePath, *, grace_period: timedelta, log: Lo
         log.warning("Could not sweep the stale staging objects beside %s: %s", target, err)
 
 
-def _modified(fs: Any, info: Mapping[str, Any]) -> datetime | None:
+def modified_at(fs: Any, info: Mapping[str, Any]) -> datetime | None:
     """When an object was last modified, from its listing (each filesystem names it differently)."""
     for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
         instant = _instant(info.get(key))
@@ -555,15 +661,6 @@ def _parse_duration(text: str) -> timedelta:
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 30m, 1h or 2d")
     return timedelta(seconds=float(match["number"]) * _UNIT_SECONDS[match["unit"]])
-
-
-def _format_duration(duration: timedelta) -> str:
-    seconds = int(duration.total_seconds())
-    days, seconds = divmod(seconds, 86400)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
-    return " ".join(parts) or "0s"
 
 
 def _remove_quietly(path: ObjectStoragePath, log: Logger) -> None:

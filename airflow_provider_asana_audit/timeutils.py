@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 __all__ = [
     "AUDIT_LOG_EPOCH",
     "RETENTION",
+    "event_created_at",
+    "format_duration",
     "format_instant",
     "parse_instant",
     "retention_problem",
@@ -93,3 +95,25 @@ def retention_problem(end_at: datetime, *, now: datetime | None = None) -> str |
             f"after {RETENTION.days} days, so none that old are left"
         )
     return None
+
+
+def format_duration(duration: timedelta) -> str:
+    """A duration for people, to the second: ``"2d 3h 5m"``, ``"45s"``, ``"0s"``; negative ones with ``-``."""
+    seconds = int(duration.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return sign + (" ".join(parts) or "0s")
+
+
+def event_created_at(event: object) -> datetime | None:
+    """An audit event's ``created_at`` as an aware UTC datetime; ``None`` when it has none that parses."""
+    value = event.get("created_at") if isinstance(event, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_instant(value, name="created_at")
+    except ValueError:
+        return None

@@ -27,18 +27,26 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery, Event, Page, RetryPolicy
-from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
+from airflow_provider_asana_audit.archive import PreviousExport, Reconciliation
+from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery, Page, RetryPolicy
+from airflow_provider_asana_audit.exceptions import (
+    AsanaAuditLogArchiveError,
+    AsanaAuditLogConfigError,
+    AsanaAuditLogRetentionError,
+)
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.slices import check_concurrency
 from airflow_provider_asana_audit.storage import (
     HashingWriter,
     default_destination,
+    manifest_path,
     resolve_destination,
     write_atomically,
 )
 from airflow_provider_asana_audit.timeutils import (
     RETENTION,
+    event_created_at,
+    format_duration,
     format_instant,
     parse_instant,
     retention_problem,
@@ -80,7 +88,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
     any failure the staging object is deleted, so the destination keeps what it held before. Then the
     manifest ``<destination>.manifest.json`` is written the same way: ``events``, ``start_at``,
     ``end_at``, ``filters``, ``sha256`` and ``bytes`` of the file, ``path``, ``format``, ``exported_at``,
-    ``package_version`` and ``workspace_gid``. A manifest whose ``sha256`` does not match the new file is
+    ``package_version``, ``workspace_gid``, ``exported_by`` (the DAG, task, run, map index and try) and
+    ``changes`` (see below). A manifest whose ``sha256`` does not match the new file is
     deleted before the file is replaced, so a manifest, when present, describes the file next to it
     (unless two runs of the same interval race with different results; readers can check ``sha256``).
     Downstream jobs should wait for the manifest, not for the file. On a local disk the file, the
@@ -109,7 +118,16 @@ class AsanaAuditLogExportOperator(BaseOperator):
     (``deferrable=True``) or, on Airflow 3, is rescheduled; on Airflow 2, where a rescheduled plain
     operator would be re-queued at once, a non-deferrable task sleeps until then.
 
-    **XCom.** ``{"path", "events", "start_at", "end_at", "pages", "sha256", "manifest"}``.
+    **Re-exports and late events.** When the destination already holds a file, the export first reads
+    its gids (8 bytes per event in memory), then compares: if the new file's bytes differ, the manifest's
+    ``changes`` gains a record of the previous ``sha256``, ``bytes``, event count and ``exported_at``, the
+    events added and removed, and the ``created_at`` range of the added ones, and added events are
+    logged as a warning that says how late Asana captured them. Records of earlier changes are carried
+    over, so the manifest keeps the interval's history. A re-export that lacks events of the file it
+    replaces fails and keeps the file, unless ``allow_event_removal=True``.
+
+    **XCom.** ``{"path", "events", "start_at", "end_at", "pages", "sha256", "manifest", "change"}``, where
+    ``change`` is this export's change record, or ``None`` for a first export or identical bytes.
 
     Progress (pages, events, events/s) is logged by the client as pages arrive, at most every 5 seconds.
 
@@ -140,6 +158,9 @@ class AsanaAuditLogExportOperator(BaseOperator):
     :param settle_period: how long after ``end_at`` to wait before exporting, for late-captured events.
     :param on_retention_violation: ``"fail"`` (default, not retried) or ``"skip"`` when the interval lies
         entirely outside what Asana keeps.
+    :param allow_event_removal: let a re-export replace a file although it lacks some of that file's
+        events; by default such a re-export fails and the file is kept, since Asana deletes events after
+        90 days and re-exporting an old interval would shrink the archive.
     :param deferrable: wait for the settle period in the triggerer rather than in a worker; default the
         ``[operators] default_deferrable`` config option.
     """
@@ -177,6 +198,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         request_retry: RetryPolicy | None = None,
         settle_period: timedelta = timedelta(minutes=30),
         on_retention_violation: Literal["fail", "skip"] = "fail",
+        allow_event_removal: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -197,6 +219,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         self.request_retry = request_retry
         self.settle_period = settle_period
         self.on_retention_violation = on_retention_violation
+        self.allow_event_removal = allow_event_removal
         self.deferrable = deferrable
         #: What this attempt read and wrote, for :meth:`get_openlineage_facets_on_complete`.
         self._lineage: dict[str, Any] = {}
@@ -208,7 +231,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         query = self._query(context)
         self._check_retention(query)
         self._wait_until_settled(query)
-        return self._export(query)
+        return self._export(query, context)
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Resume after the settle period: everything is checked again, then the interval is exported."""
@@ -324,7 +347,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
     # ------------------------------------------------------------------ the export
 
-    def _export(self, query: AuditLogQuery) -> dict[str, Any]:
+    def _export(self, query: AuditLogQuery, context: Context) -> dict[str, Any]:
         start_at, end_at = _interval(query)
         hook = AsanaAuditLogHook(
             self.asana_audit_log_conn_id,
@@ -347,7 +370,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
             )
         )
         compressed = target.name.endswith(".gz")
-        manifest_path = target.parent / f"{target.name}.manifest.json"
+        manifest = manifest_path(target)
+        reconciliation = Reconciliation(self._previous_export(target, manifest))
         self.log.info(
             "Exporting Asana audit events of workspace %s created in [%s, %s) to %s",
             workspace_gid,
@@ -360,9 +384,15 @@ class AsanaAuditLogExportOperator(BaseOperator):
             events, pages, sha256, size = write_atomically(
                 target,
                 lambda raw: self._write_events(
-                    hook.read_pages(query, concurrency=self.concurrency), query, raw, compressed=compressed
+                    hook.read_pages(query, concurrency=self.concurrency),
+                    query,
+                    raw,
+                    compressed=compressed,
+                    reconciliation=reconciliation,
                 ),
-                before_commit=lambda result: self._drop_stale_manifest(manifest_path, sha256=result[2]),
+                before_commit=lambda result: self._before_replacing(
+                    manifest, reconciliation, events=result[0], sha256=result[2], query=query
+                ),
                 log=self.log,
             )
         finally:
@@ -378,7 +408,11 @@ class AsanaAuditLogExportOperator(BaseOperator):
             elapsed,
             events / max(elapsed, 1e-9),
         )
-        manifest = {
+        exported_at = format_instant(datetime.now(timezone.utc))
+        change = reconciliation.change(events=events, sha256=sha256, detected_at=exported_at)
+        if change is not None:
+            self._log_change(change, query)
+        content = {
             "events": events,
             "start_at": format_instant(start_at),
             "end_at": format_instant(end_at),
@@ -387,25 +421,34 @@ class AsanaAuditLogExportOperator(BaseOperator):
             "bytes": size,
             "path": str(target),
             "format": "jsonl.gz" if compressed else "jsonl",
-            "exported_at": format_instant(datetime.now(timezone.utc)),
+            "exported_at": exported_at,
             "package_version": __version__,
             "workspace_gid": workspace_gid,
+            "exported_by": _exported_by(context),
+            "changes": reconciliation.changes(change),
         }
-        body = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        write_atomically(manifest_path, lambda raw: raw.write(body), log=self.log)
-        self._lineage.update(file=target, manifest=manifest_path, events=events, size=size)
+        body = (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        write_atomically(manifest, lambda raw: raw.write(body), log=self.log)
+        self._lineage.update(file=target, manifest=manifest, events=events, size=size)
         return {
             "path": str(target),
             "events": events,
-            "start_at": manifest["start_at"],
-            "end_at": manifest["end_at"],
+            "start_at": content["start_at"],
+            "end_at": content["end_at"],
             "pages": pages,
             "sha256": sha256,
-            "manifest": str(manifest_path),
+            "manifest": str(manifest),
+            "change": change,
         }
 
     def _write_events(
-        self, pages: Generator[Page, None, None], query: AuditLogQuery, raw: BinaryIO, *, compressed: bool
+        self,
+        pages: Generator[Page, None, None],
+        query: AuditLogQuery,
+        raw: BinaryIO,
+        *,
+        compressed: bool,
+        reconciliation: Reconciliation,
     ) -> tuple[int, int, str, int]:
         """Stream the pages' events into ``raw``; return (events, pages, sha256, bytes)."""
         start_at, end_at = _interval(query)
@@ -424,10 +467,11 @@ class AsanaAuditLogExportOperator(BaseOperator):
                     page_count += 1
                     lines: list[str] = []
                     for event in page.events:
-                        created_at = _created_at(event)
+                        created_at = event_created_at(event)
                         if created_at is None or not start_at <= created_at < end_at:
                             outside += 1
                             continue
+                        reconciliation.observe(event, created_at)
                         lines.append(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
                     if lines:
                         out.write("".join(lines).encode("utf-8"))
@@ -455,6 +499,101 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
         return export_lineage(**self._lineage)
 
+    def _previous_export(
+        self, target: ObjectStoragePath, manifest: ObjectStoragePath
+    ) -> PreviousExport | None:
+        """The file this export will replace, read to compare the two; ``None`` for a first export."""
+        try:
+            previous = PreviousExport.read(target, manifest)
+        except OSError as err:
+            self.log.warning(
+                "Could not read the previous export at %s to compare it with this one (%s); this export "
+                "will replace it without recording what changed",
+                target,
+                err,
+            )
+            return None
+        if previous is not None:
+            self.log.info(
+                "Re-exporting: %s already holds %d events (sha256 %s); what changes will be recorded in "
+                "the manifest",
+                target,
+                previous.events,
+                previous.sha256,
+            )
+            if previous.error:
+                self.log.warning("The previous export at %s %s", target, previous.error)
+        return previous
+
+    def _before_replacing(
+        self,
+        manifest: ObjectStoragePath,
+        reconciliation: Reconciliation,
+        *,
+        events: int,
+        sha256: str,
+        query: AuditLogQuery,
+    ) -> None:
+        """Just before the new file replaces the old: refuse to lose events, then drop a stale manifest."""
+        previous = reconciliation.previous
+        if previous is not None and previous.sha256 != sha256:
+            removed = previous.events - (events - reconciliation.added)
+            if removed > 0 and not self.allow_event_removal:
+                start_at, end_at = _interval(query)
+                raise AsanaAuditLogArchiveError(
+                    f"The re-export of [{format_instant(start_at)}, {format_instant(end_at)}) lacks "
+                    f"{removed} of the {previous.events} events of the file it would replace, so the "
+                    "file was kept as it is. Asana deletes events 90 days after they were created: "
+                    "re-exporting an interval that old would shrink the archive. Pass "
+                    "allow_event_removal=True to replace the file anyway"
+                )
+        self._drop_stale_manifest(manifest, sha256=sha256)
+
+    def _log_change(self, change: dict[str, Any], query: AuditLogQuery) -> None:
+        """Report what a re-export changed: late events get a warning that says how to catch them."""
+        start_at, end_at = _interval(query)
+        window = f"[{format_instant(start_at)}, {format_instant(end_at)})"
+        added, removed = change["added_events"], change["removed_events"]
+        if added:
+            created = change["added_created_at"]
+            previous_at = change["previous_exported_at"]
+            if previous_at is not None:
+                after_end = format_duration(parse_instant(previous_at) - end_at)
+                advice = (
+                    f"Asana captured them more than {after_end} after the interval's end (the previous "
+                    f"export ran at {previous_at}): a settle_period longer than that (now "
+                    f"{format_duration(self.settle_period)}) would have included them the first time"
+                )
+            else:
+                advice = "the previous export had no valid manifest, so when it ran is not known"
+            self.log.warning(
+                "Late events: the re-export of %s holds %d events that the previous export (%d events, "
+                "sha256 %s) did not, created from %s to %s; %s",
+                window,
+                added,
+                change["previous_events"],
+                change["previous_sha256"],
+                created["first"],
+                created["last"],
+                advice,
+            )
+        if removed:
+            self.log.warning(
+                "The re-export of %s lacks %d events of the previous export (%d events, sha256 %s); "
+                "allow_event_removal=True let it replace the file",
+                window,
+                removed,
+                change["previous_events"],
+                change["previous_sha256"],
+            )
+        if not added and not removed:
+            self.log.info(
+                "The re-export of %s holds the same events as the previous export in other bytes "
+                "(previous sha256 %s)",
+                window,
+                change["previous_sha256"],
+            )
+
     def _drop_stale_manifest(self, manifest: ObjectStoragePath, *, sha256: str) -> None:
         """Delete the manifest if it describes other bytes than the ones about to replace its file."""
         try:
@@ -476,11 +615,23 @@ def _interval(query: AuditLogQuery) -> tuple[datetime, datetime]:
     return query.start_at, query.end_at
 
 
-def _created_at(event: Event) -> datetime | None:
-    value = event.get("created_at")
-    if not isinstance(value, str):
+def _exported_by(context: Context) -> dict[str, Any] | None:
+    """
+    Which Airflow task instance wrote the export: its DAG, task, run, map index, try and data interval.
+
+    The data interval tells whether backfilling this DAG over the file's interval would re-export it:
+    only when the task exported its run's data interval.
+    """
+    ti = context.get("ti")
+    if ti is None:
         return None
-    try:
-        return parse_instant(value, name="created_at")
-    except ValueError:
-        return None
+    interval = (context.get("data_interval_start"), context.get("data_interval_end"))
+    return {
+        "dag_id": ti.dag_id,
+        "task_id": ti.task_id,
+        "run_id": ti.run_id,
+        "map_index": ti.map_index,
+        "try_number": ti.try_number,
+        "data_interval_start": format_instant(interval[0]) if interval[0] is not None else None,
+        "data_interval_end": format_instant(interval[1]) if interval[1] is not None else None,
+    }

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import heapq
 import io
 import json
 import zlib
@@ -32,7 +33,7 @@ from typing import Any, BinaryIO
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from airflow_provider_asana_audit.timeutils import format_instant
+from airflow_provider_asana_audit.timeutils import event_created_at, format_instant
 
 __all__ = [
     "ExportReader",
@@ -44,6 +45,8 @@ __all__ = [
 
 #: Bytes read from storage at a time.
 _CHUNK = 1 << 20
+#: Gid digests sorted at a time while a :class:`GidSet` is built (a list of them takes about 2.6 MB).
+_SORT_RUN = 1 << 16
 
 
 class _HashingReader(io.RawIOBase):
@@ -140,17 +143,37 @@ def _gid_key(gid: str) -> int:
 
 class GidSet:
     """
-    The gids of one file, kept as a sorted array of 64-bit digests: 8 bytes per event.
+    The distinct gids of one file, kept as a sorted array of 64-bit digests: 8 bytes per gid.
 
-    A day of a million events takes 8 MB, where a ``set`` of the gid strings would take about 100 MB.
-    Two different gids share a digest with a probability of about ``n**2 / 2**65`` (1 in 37 million for
-    a million events), which at worst counts one late event as already there.
+    A day of a million events takes 8 MB (16 MB while it is built), where a ``set`` of the gid strings
+    would take about 100 MB. Two different gids share a digest with a probability of about
+    ``n**2 / 2**65`` (1 in 37 million for a million events), which at worst counts one late event as
+    already there.
+
+    :param gids: consumed one at a time, so a generator never has all the gid strings in memory.
     """
 
     def __init__(self, gids: Iterable[str] = ()) -> None:
-        self._keys = array("Q", sorted(_gid_key(gid) for gid in gids))
+        # Sorting all the digests at once would make a list of a million Python ints (about 40 MB):
+        # sort runs of _SORT_RUN instead, kept as arrays, and merge them, dropping repeated gids.
+        runs: list[array[int]] = []
+        run: list[int] = []
+        for gid in gids:
+            run.append(_gid_key(gid))
+            if len(run) >= _SORT_RUN:
+                runs.append(array("Q", sorted(run)))
+                run = []
+        runs.append(array("Q", sorted(run)))
+        del run
+        self._keys = array("Q")
+        last: int | None = None
+        for key in heapq.merge(*runs):
+            if key != last:
+                self._keys.append(key)
+                last = key
 
     def __len__(self) -> int:
+        """How many distinct gids."""
         return len(self._keys)
 
     def __contains__(self, gid: object) -> bool:
@@ -169,10 +192,12 @@ class PreviousExport:
     :param sha256: its hex SHA-256 as stored.
     :param bytes: its size as stored.
     :param events: its events (lines that are JSON objects with a gid).
-    :param gids: their gids.
+    :param gids: the distinct gids of its events that belong to the interval being exported.
     :param exported_at: when it was exported, from its manifest (``None`` without a valid manifest).
     :param changes: the ``changes`` its manifest recorded, carried over to the next manifest.
     :param error: why the file could not be read to its end, if it could not.
+    :param misplaced: its events whose ``created_at`` is missing or outside the interval being exported.
+    :param invalid: its lines that are not JSON objects with a gid.
     """
 
     sha256: str
@@ -182,21 +207,63 @@ class PreviousExport:
     exported_at: str | None = None
     changes: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    misplaced: int = 0
+    invalid: int = 0
+
+    @property
+    def damaged(self) -> bool:
+        """
+        Whether the file was not a sound export of the interval: unreadable to its end, or holding
+        lines that are not events, events of other intervals, or a gid twice.
+        """
+        return bool(
+            self.error or self.invalid or self.misplaced or self.events - self.misplaced > len(self.gids)
+        )
 
     @classmethod
-    def read(cls, file: ObjectStoragePath, manifest: ObjectStoragePath) -> PreviousExport | None:
-        """The export at ``file`` with its ``manifest``; ``None`` when there is no file."""
+    def read(
+        cls,
+        file: ObjectStoragePath,
+        manifest: ObjectStoragePath,
+        *,
+        start_at: datetime | None = None,
+        end_at: datetime | None = None,
+    ) -> PreviousExport | None:
+        """
+        The export at ``file`` with its ``manifest``; ``None`` when there is no file.
+
+        :param start_at: the start of the interval being exported; the file's events outside
+            ``[start_at, end_at)`` do not belong to it and are counted as ``misplaced``, not as gids
+            a re-export could lose.
+        :param end_at: its end.
+        """
         if not file.exists():
             return None
         reader = ExportReader(file)
-        gids: list[str] = []
-        for _, line in reader.lines():
-            gid = _gid_of(line)
-            if gid is not None:
-                gids.append(gid)
+        events = misplaced = invalid = 0
+
+        def gids() -> Iterator[str]:
+            # Fed to GidSet one at a time: a list of the gid strings would take 70 MB per million.
+            nonlocal events, misplaced, invalid
+            for _, line in reader.lines():
+                event = _event_of(line)
+                if event is None:
+                    invalid += 1
+                    continue
+                events += 1
+                if start_at is not None and end_at is not None:
+                    created_at = event_created_at(event)
+                    if created_at is None or not start_at <= created_at < end_at:
+                        misplaced += 1
+                        continue
+                yield event["gid"]
+
+        gid_set = GidSet(gids())
         try:
             described = read_manifest(manifest) or {}
-        except ValueError:
+        except (ValueError, OSError):
+            # A manifest that cannot be read only loses the time and history it holds: the file is still
+            # compared, so the re-export is still refused if it would lose events of it.
             described = {}
         # A manifest describes the file only if it names its bytes: a stale one says nothing of it.
         if described.get("sha256") != reader.sha256:
@@ -205,13 +272,15 @@ class PreviousExport:
         return cls(
             sha256=reader.sha256,
             bytes=reader.size,
-            events=len(gids),
-            gids=GidSet(gids),
+            events=events,
+            gids=gid_set,
             exported_at=described.get("exported_at")
             if isinstance(described.get("exported_at"), str)
             else None,
             changes=[c for c in changes if isinstance(c, dict)] if isinstance(changes, list) else [],
             error=reader.error,
+            misplaced=misplaced,
+            invalid=invalid,
         )
 
 
@@ -238,11 +307,23 @@ class Reconciliation:
         if self.last_added is None or created_at > self.last_added:
             self.last_added = created_at
 
+    def removed(self, *, events: int) -> int:
+        """
+        How many of the previous file's gids the new one lacks, once it holds ``events`` events.
+
+        The new file's events that were already there are ``events - added``, each gid once. Counted
+        against the previous file's distinct gids, not its lines: a gid written twice there (a damaged
+        file, which the archive check says to re-export) is not lost when the new file has it once.
+        """
+        if self.previous is None:
+            return 0
+        return max(len(self.previous.gids) - (events - self.added), 0)
+
     def change(self, *, events: int, sha256: str, detected_at: str) -> dict[str, Any] | None:
         """
         The change record of this export, or ``None`` when it is a first export or wrote the same bytes.
 
-        ``removed_events`` counts the previous file's events the new one lacks.
+        ``removed_events`` counts the previous file's events the new one lacks (see :meth:`removed`).
         """
         previous = self.previous
         if previous is None or previous.sha256 == sha256:
@@ -254,12 +335,15 @@ class Reconciliation:
             "previous_events": previous.events,
             "previous_exported_at": previous.exported_at,
             "added_events": self.added,
-            "removed_events": max(previous.events - (events - self.added), 0),
+            "removed_events": self.removed(events=events),
             "added_created_at": (
                 None
                 if self.first_added is None or self.last_added is None
                 else {"first": format_instant(self.first_added), "last": format_instant(self.last_added)}
             ),
+            # A damaged previous file's "added" events may have been in its damaged part: they are a
+            # repair, not late events.
+            "previous_damaged": previous.damaged,
         }
 
     def changes(self, change: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -268,10 +352,10 @@ class Reconciliation:
         return [*carried, change] if change is not None else carried
 
 
-def _gid_of(line: bytes) -> str | None:
+def _event_of(line: bytes) -> dict[str, Any] | None:
+    """The line as an audit event: a JSON object with a string gid; ``None`` otherwise."""
     try:
         event = json.loads(line)
     except ValueError:
         return None
-    gid = event.get("gid") if isinstance(event, dict) else None
-    return gid if isinstance(gid, str) else None
+    return event if isinstance(event, dict) and isinstance(event.get("gid"), str) else None

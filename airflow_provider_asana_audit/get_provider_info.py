@@ -77,7 +77,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Asana Audit Log",
-                "python-modules": ["airflow_provider_asana_audit.operators.audit_log"],
+                "python-modules": [
+                    "airflow_provider_asana_audit.operators.audit_log",
+                    "airflow_provider_asana_audit.operators.verify",
+                ],
             }
         ],
         "sensors": [

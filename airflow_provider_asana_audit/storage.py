@@ -532,9 +532,7 @@ def _filesystem_error(scheme: str, err: Exception) -> AsanaAuditLogConfigError:
             "install the Airflow provider that registers this filesystem for object storage, or use "
             "file://, s3:// (apache-airflow-providers-amazon) or gs:// (apache-airflow-providers-google)"
         )
-    return AsanaAuditLogConfigError(
-        f"Airflow cannot write to {scheme or 'this'}:// destinations ({err}): {advice}"
-    )
+    return AsanaAuditLogConfigError(f"Airflow cannot open {scheme or 'this'}:// paths ({err}): {advice}")
 
 
 def _is_local(path: ObjectStoragePath) -> bool:

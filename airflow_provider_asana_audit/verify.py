@@ -15,22 +15,25 @@ filters separately:
 * ``unreadable_file``: a file that cannot be read or decompressed to its end;
 * ``invalid_json``: lines that are not JSON audit events (objects with a string ``gid``);
 * ``outside_interval``: events whose ``created_at`` is missing or lies outside the file's interval;
-* ``duplicate_gid``: gids in more than one file, or twice in one;
+* ``duplicate_gid``: gids in more than one file of a series, or twice in one (differently filtered
+  exports of one interval hold the same events, each in its own series);
 * ``stale_staging``: staging objects (``.<file>.<32 hex digits>.partial``) not modified for longer than
   the staging grace period: left by export attempts that did not finish. Younger ones belong to
   exports in progress and are only noted.
 
-The archive is *whole* when there is no problem. The report then says what to re-export, merged into
-ranges, with the backfill command that does it (Airflow 3's ``airflow backfill create`` or Airflow 2's
-``airflow dags backfill``, for the DAG named in the manifests' ``exported_by``), and which ranges can no
-longer be re-exported because Asana has deleted their events (older than 90 days: restore them from a
-backup). It also sums up the late events the manifests recorded (``changes``, see
-:mod:`~airflow_provider_asana_audit.archive`).
+The archive is *whole* when there is no problem, and there is something to check: a base path (or a
+range) without any export file is reported as a ``gap``, so that a mistyped base path never passes.
+The report then says what to re-export, merged into ranges, with the backfill command that does it
+(Airflow 3's ``airflow backfill create`` or Airflow 2's ``airflow dags backfill``, for the DAG named in
+the manifests' ``exported_by``), and which ranges can no longer be re-exported because Asana has
+deleted their events (older than 90 days: restore them from a backup). It also sums up the late events
+the manifests recorded (``changes``, see :mod:`~airflow_provider_asana_audit.archive`).
 
 **Memory stays flat.** Files are read one at a time, line by line. To find gids in more than one file,
-each event's gid is appended to a temporary SQLite database on disk (about 50 bytes per event), which
-SQLite indexes and groups with its own external sort; only the duplicates come back into memory, and
-each problem keeps at most :data:`EXAMPLES` examples. What grows with the archive is the list of files.
+each event's gid (with its series) is appended to a temporary SQLite database on disk (about 50 bytes
+per event), which SQLite indexes and groups with its own external sort; only the duplicates come back
+into memory, and each problem keeps at most :data:`EXAMPLES` examples. What grows with the archive is
+the list of files.
 
 Exit status: 0 when the archive is whole, 1 when it is not, 2 for a wrong command line or a base path
 that cannot be read.
@@ -51,7 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -167,32 +170,21 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class Reexport:
+class Reexport(Interval):
     """
     A range of one series to export again, and how.
 
+    :param dag_id: the export DAG whose backfill re-exports it.
     :param command: the backfill command that re-exports it, or ``None`` when Asana no longer holds it.
     :param expired: Asana has deleted the events of (part of) the range: restore it from a backup.
     """
 
-    workspace_gid: str
-    filter_suffix: str
-    start_at: datetime
-    end_at: datetime
     dag_id: str
     command: str | None
     expired: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "workspace_gid": self.workspace_gid,
-            "filter_suffix": self.filter_suffix or None,
-            "start_at": format_instant(self.start_at),
-            "end_at": format_instant(self.end_at),
-            "dag_id": self.dag_id,
-            "command": self.command,
-            "expired": self.expired,
-        }
+        return {**super().to_json(), "dag_id": self.dag_id, "command": self.command, "expired": self.expired}
 
 
 @dataclass
@@ -228,6 +220,8 @@ class _LateEvents:
     reexports: int = 0
     added: int = 0
     removed: int = 0
+    #: Changes that repaired a damaged file: their added events need not be late, so they are not counted.
+    repairs: int = 0
     #: The longest time after an interval's end that a previous export ran and still missed events.
     captured_after_end_at_least: timedelta | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)
@@ -242,6 +236,9 @@ class _LateEvents:
             end_at = None
         for change in changes:
             if not isinstance(change, dict):
+                continue
+            if change.get("previous_damaged") is True:
+                self.repairs += 1
                 continue
             added = change.get("added_events")
             removed = change.get("removed_events")
@@ -265,6 +262,7 @@ class _LateEvents:
             "changed_reexports": self.reexports,
             "added_events": self.added,
             "removed_events": self.removed,
+            "repairs": self.repairs,
             "captured_after_end_at_least_seconds": lag.total_seconds() if lag is not None else None,
             "examples": self.examples,
         }
@@ -278,12 +276,14 @@ class ArchiveReport:
     :param base: the base path checked.
     :param since: the start of the time checked for gaps (``None``: each series' first file).
     :param until: its end (``None``: each series' last file).
+    :param staging_grace_period: how old a staging object had to be to count as left behind.
     """
 
     base: str
     since: datetime | None
     until: datetime | None
     checked_at: datetime
+    staging_grace_period: timedelta = STAGING_GRACE_PERIOD
     files: int = 0
     events: int = 0
     bytes: int = 0
@@ -344,10 +344,14 @@ class ArchiveReport:
                 f"  late events: {late.reexports} changes recorded by re-exports, adding {late.added} "
                 f"events and removing {late.removed}"
                 + (
-                    f"; Asana captured some more than {format_duration(lag)} after their interval's end"
+                    f"; Asana captured some at least {format_duration(lag)} after their interval's end"
                     if lag is not None
                     else ""
                 )
+            )
+        if late.repairs:
+            lines.append(
+                f"  repairs: {late.repairs} re-exports replaced a damaged file (not counted as late events)"
             )
         for note in self.notes:
             lines.append(f"  note: {note}")
@@ -376,9 +380,11 @@ class ArchiveReport:
                     if item.expired:
                         lines.append(f"    (part of {span} is older than 90 days: Asana no longer holds it)")
         if any(problem.kind == "stale_staging" for problem in self.problems):
+            # The sweep's own default age (1 hour) is longer than the check's grace period: without the
+            # same age, the command would leave the objects reported here between the two.
             lines.append(
                 f"Remove the stale staging objects: python -m airflow_provider_asana_audit.storage sweep "
-                f"{self.base} --delete"
+                f"{self.base} --older-than {int(self.staging_grace_period.total_seconds())}s --delete"
             )
         if any(problem.kind == "overlap" for problem in self.problems):
             lines.append("Overlapping files: remove the file that does not belong to the DAG's schedule.")
@@ -412,8 +418,8 @@ def parse_bound(value: str | date | datetime, *, name: str) -> datetime:
 def verify_archive(
     base: str | os.PathLike[str] | ObjectStoragePath,
     *,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
     conn_id: str | None = None,
     dag_id: str | None = None,
     staging_grace_period: timedelta = STAGING_GRACE_PERIOD,
@@ -425,22 +431,36 @@ def verify_archive(
 
     :param base: the root of the default layout: an absolute path, a URI or an ``ObjectStoragePath``.
     :param since: check for gaps from this instant on; only files whose interval ends after it are read.
+        An aware datetime, a date (midnight UTC) or a string of either (see :func:`parse_bound`).
     :param until: check for gaps up to this instant; only files whose interval starts before it are read.
     :param conn_id: the Airflow connection of the storage, if it needs one.
     :param dag_id: the export DAG to name in re-export commands; default the DAG the manifests name.
     :param staging_grace_period: how old a staging object must be to count as left behind.
     :param now: the reference instant for staging ages and retention; default this machine's clock.
     :param log: where progress is logged.
-    :raises AsanaAuditLogConfigError: for a relative or unusable base path, or ``since`` not before ``until``.
+    :raises AsanaAuditLogConfigError: for a relative or unusable base path, a bound that is naive or does
+        not parse, ``since`` not before ``until``, or a grace period that is not positive.
     """
     log = log or _log
+    if not isinstance(staging_grace_period, timedelta) or staging_grace_period <= timedelta(0):
+        # A grace period of nothing would count every staging object as left behind, also those of the
+        # exports running right now.
+        raise AsanaAuditLogConfigError(
+            f"staging_grace_period={staging_grace_period!r} must be a positive timedelta: use at least the "
+            f"exports' grace period, timedelta(minutes={STAGING_GRACE_PERIOD.total_seconds() / 60:g})"
+        )
+    # Compared with aware instants below: a naive datetime or a string would fail there with a TypeError.
+    since = None if since is None else parse_bound(since, name="since")
+    until = None if until is None else parse_bound(until, name="until")
     if since is not None and until is not None and since >= until:
         raise AsanaAuditLogConfigError(
             f"since ({format_instant(since)}) must be before until ({format_instant(until)})"
         )
     root = resolve_base(base, conn_id=conn_id)
     now = now or datetime.now(timezone.utc)
-    report = ArchiveReport(base=str(root), since=since, until=until, checked_at=now)
+    report = ArchiveReport(
+        base=str(root), since=since, until=until, checked_at=now, staging_grace_period=staging_grace_period
+    )
     started = time.monotonic()
     try:
         listing: dict[str, dict[str, Any]] = root.fs.find(root.path, withdirs=False, detail=True)
@@ -462,7 +482,7 @@ def verify_archive(
             entries = objects.series[key]
             _check_coverage(series, entries, report, since=since, until=until)
             for name in sorted(entries, key=lambda item: (entries[item].entry.start_at, item)):
-                _check_file(root, series, entries[name], report, gids)
+                _check_file(root, series, entries[name], report, gids.series(key))
                 checked += 1
                 if time.monotonic() - last_progress >= _PROGRESS_EVERY:
                     last_progress = time.monotonic()
@@ -475,17 +495,10 @@ def verify_archive(
                         report.events / max(elapsed, 1e-9),
                     )
         _check_duplicates(gids, report)
-    if not objects.series and since is not None and until is not None and not report.problems:
-        report.problems.append(
-            Problem(
-                kind="gap",
-                message=(
-                    f"no export file under {root} covers [{format_instant(since)}, {format_instant(until)})"
-                ),
-            )
-        )
-    elif not objects.series:
-        report.notes.append(f"no export files under {root}")
+    if not objects.series:
+        # Nothing to check proves nothing: a mistyped base path, or a bucket listed without the right to
+        # list it, looks the same as an empty archive, and must not pass for a whole one.
+        report.problems.append(Problem(kind="gap", message=_nothing_found(root, since=since, until=until)))
     report.reexports = _reexports(report, dag_id=dag_id, now=now)
     report.seconds = time.monotonic() - started
     log.info(
@@ -519,21 +532,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--conn-id", help="Airflow connection of the storage, if it needs one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        since = parse_bound(args.since, name="--since") if args.since else None
-        until = parse_bound(args.until, name="--until") if args.until else None
-        report = verify_archive(args.base, since=since, until=until, conn_id=args.conn_id, dag_id=args.dag_id)
-    except AsanaAuditLogConfigError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    document = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
-    summary = sys.stderr if args.json == "-" else sys.stdout
-    print(report.summary(), file=summary)
-    if args.json == "-":
-        sys.stdout.write(document)
-    elif args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            out.write(document)
+    with _results_stream() as results:
+        try:
+            since = parse_bound(args.since, name="--since") if args.since else None
+            until = parse_bound(args.until, name="--until") if args.until else None
+            report = verify_archive(
+                args.base, since=since, until=until, conn_id=args.conn_id, dag_id=args.dag_id
+            )
+        except AsanaAuditLogConfigError as err:
+            parser.exit(2, f"{parser.prog}: error: {err}\n")
+        document = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
+        print(report.summary(), file=sys.stderr if args.json == "-" else results)
+        if args.json == "-":
+            results.write(document)
+        elif args.json:
+            with open(args.json, "w", encoding="utf-8") as out:
+                out.write(document)
     return 0 if report.whole else 1
+
+
+@contextmanager
+def _results_stream() -> Iterator[TextIO]:
+    """
+    Standard output for the results alone; everything else written there goes to standard error.
+
+    Airflow's logging writes to standard output, which would mix log lines into a summary or a JSON
+    report piped to another program. When standard output is the process's own, its descriptor is
+    pointed at standard error for the duration, and the results are written to a copy of the original.
+    """
+    stdout: TextIO = sys.stdout
+    if stdout is not sys.__stdout__:  # already redirected (by a caller, or a test's capture)
+        yield stdout
+        return
+    stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no descriptors to juggle: keep things as they are
+        yield stdout
+        return
+    try:
+        with os.fdopen(os.dup(saved), "w", encoding="utf-8") as results:
+            yield results
+    finally:
+        stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 # ---------------------------------------------------------------------- internals
@@ -565,10 +609,10 @@ def _classify(root: ObjectStoragePath, listing: dict[str, dict[str, Any]], repor
         if entry is None:
             unknown += 1
             continue
+        if not _in_range(entry, report.since, report.until):
+            continue
         if entry.kind == "staging":
             objects.staging.append((entry, info))
-            continue
-        if not _in_range(entry, report.since, report.until):
             continue
         files = objects.series.setdefault((entry.workspace_gid, entry.filter_suffix), {})
         item = files.setdefault(f"{entry.workspace_gid}/{entry.date}/{entry.file_name}", _Entry(entry=entry))
@@ -586,6 +630,17 @@ def _classify(root: ObjectStoragePath, listing: dict[str, dict[str, Any]], repor
 
 def _in_range(entry: LayoutEntry, since: datetime | None, until: datetime | None) -> bool:
     return (since is None or entry.end_at > since) and (until is None or entry.start_at < until)
+
+
+def _nothing_found(root: ObjectStoragePath, *, since: datetime | None, until: datetime | None) -> str:
+    """The gap of an archive without a single export file (in the range checked)."""
+    if since is not None and until is not None:
+        return f"no export file under {root} covers [{format_instant(since)}, {format_instant(until)})"
+    if since is not None:
+        return f"no export file under {root} ends after {format_instant(since)}"
+    if until is not None:
+        return f"no export file under {root} starts before {format_instant(until)}"
+    return f"no export file under {root}: check the base path (and its connection)"
 
 
 def _check_staging(
@@ -628,7 +683,10 @@ def _check_coverage(
     until: datetime | None,
 ) -> None:
     """Gaps and overlaps between the intervals of one series' files (and of manifests without a file)."""
-    intervals = sorted((item.entry.start_at, item.entry.end_at, item) for item in entries.values())
+    intervals = sorted(
+        ((item.entry.start_at, item.entry.end_at, item) for item in entries.values()),
+        key=lambda interval: (interval[0], interval[1], _name(interval[2])),
+    )
     if not intervals:
         return
     series.first, series.last = intervals[0][0], max(end for _, end, _ in intervals)
@@ -678,7 +736,7 @@ def _name(item: _Entry) -> str:
 
 
 def _check_file(
-    root: ObjectStoragePath, series: _Series, item: _Entry, report: ArchiveReport, gids: _GidStore
+    root: ObjectStoragePath, series: _Series, item: _Entry, report: ArchiveReport, gids: _SeriesGids
 ) -> None:
     """One file against its manifest, line by line."""
     entry = item.entry
@@ -823,43 +881,67 @@ def _same(name: str, described: Any, found: Any) -> bool:
 
 
 class _GidStore:
-    """Every gid read, with where it was read, in a temporary SQLite database on disk."""
+    """
+    Every gid read, with its series and where it was read, in a temporary SQLite database on disk.
+
+    Duplicates are sought within each series only: a filtered export holds some of the events of the
+    unfiltered export of the same interval, by design.
+    """
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
         self.files: dict[str, int] = {}
         self.names: list[str] = []
-        self.pending: list[tuple[str, int, int]] = []
+        self.series_numbers: dict[tuple[str, str], int] = {}
+        self.pending: list[tuple[int, str, int, int]] = []
         connection.execute(
-            "CREATE TABLE gids (gid TEXT NOT NULL, file INTEGER NOT NULL, line INTEGER NOT NULL)"
+            "CREATE TABLE gids (series INTEGER NOT NULL, gid TEXT NOT NULL, file INTEGER NOT NULL, "
+            "line INTEGER NOT NULL)"
         )
 
-    def add(self, gid: str, *, file: str, line: int) -> None:
+    def series(self, key: tuple[str, str]) -> _SeriesGids:
+        """Where the gids of one series (workspace gid, filter suffix) are added."""
+        number = self.series_numbers.setdefault(key, len(self.series_numbers))
+        return _SeriesGids(self, number)
+
+    def add(self, series: int, gid: str, *, file: str, line: int) -> None:
         number = self.files.get(file)
         if number is None:
             number = self.files[file] = len(self.names)
             self.names.append(file)
-        self.pending.append((gid, number, line))
+        self.pending.append((series, gid, number, line))
         if len(self.pending) >= _BATCH:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
-            self.connection.executemany("INSERT INTO gids VALUES (?, ?, ?)", self.pending)
+            self.connection.executemany("INSERT INTO gids VALUES (?, ?, ?, ?)", self.pending)
             self.pending = []
 
     def duplicates(self) -> Iterator[tuple[str, list[tuple[str, int]]]]:
-        """Each gid read more than once, with the (file, line) of every reading."""
+        """Each gid read more than once in one series, with the (file, line) of every reading."""
         self.flush()
-        self.connection.execute("CREATE INDEX gids_by_gid ON gids (gid)")
+        self.connection.execute("CREATE INDEX gids_by_gid ON gids (series, gid)")
         rows = self.connection.execute(
-            "SELECT gid, group_concat(file || ':' || line, ' ') FROM gids GROUP BY gid HAVING COUNT(*) > 1"
+            "SELECT gid, group_concat(file || ':' || line, ' ') FROM gids GROUP BY series, gid "
+            "HAVING COUNT(*) > 1"
         )
         for gid, places in rows:
             where = sorted(
                 (int(file), int(line)) for file, line in (place.split(":") for place in places.split())
             )
             yield gid, [(self.names[file], line) for file, line in where]
+
+
+@dataclass(frozen=True)
+class _SeriesGids:
+    """The gids of one series, added to the store of all of them."""
+
+    store: _GidStore
+    number: int
+
+    def add(self, gid: str, *, file: str, line: int) -> None:
+        self.store.add(self.number, gid, file=file, line=line)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ that. Then ``verify_archive`` checks the last ``ASANA_AUDIT_VERIFY_DAYS`` days o
 re-exported day: every day present once, every file matching its manifest, every event valid, in its
 day and in one file only. It fails, listing the backfill commands that mend the archive, when not.
 
-Settings, read from the environment when the DAG file is parsed (the first three as in the export DAG):
+Settings, read from the environment when the DAG file is parsed (the first two as in the export DAG):
 
 - ``ASANA_AUDIT_EXPORT_START``: the export DAG's first day; this DAG re-exports from that day on.
 - ``ASANA_AUDIT_EXPORT_BASE``: the archive's base path (default: ``[asana_audit_log] base_path``, else

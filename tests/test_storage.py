@@ -38,8 +38,10 @@ from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExport
 from airflow_provider_asana_audit.storage import (
     PRIVATE_FILE_MODE,
     STAGING_GRACE_PERIOD,
+    default_base,
     default_destination,
     main,
+    manifest_path,
     resolve_destination,
     sweep_staging,
     write_atomically,
@@ -224,6 +226,47 @@ def test_the_default_base_path_comes_from_the_airflow_config(
 
     assert summary["path"].startswith(f"file://{tmp_path}/configured/workspace_gid=")
     assert f"date={START:%Y-%m-%d}" in summary["path"]
+
+
+def test_the_default_base_is_base_path_else_the_config_option_else_under_airflow_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AIRFLOW__ASANA_AUDIT_LOG__BASE_PATH", "s3://bucket/configured")
+
+    assert default_base("file:///data/asana") == "file:///data/asana"
+    assert default_base("/data/asana") == "/data/asana"
+    assert default_base(None) == "s3://bucket/configured"
+    monkeypatch.delenv("AIRFLOW__ASANA_AUDIT_LOG__BASE_PATH")
+    assert default_base(None) == f"file://{tmp_path / 'home'}/asana_audit_log"
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["argument", "config option"])
+def test_a_relative_default_base_is_refused_naming_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    if configured:
+        monkeypatch.setenv("AIRFLOW__ASANA_AUDIT_LOG__BASE_PATH", "exports")
+
+    with pytest.raises(AsanaAuditLogConfigError, match="relative path") as caught:
+        default_base(None if configured else "exports")
+
+    named = "The option [asana_audit_log] base_path" if configured else "base_path 'exports'"
+    assert named in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "file",
+    ["file:///data/asana/day.jsonl.gz", "noren://audit-bucket/asana/day.jsonl"],
+    ids=["local", "object store"],
+)
+def test_an_export_files_manifest_lies_beside_it_named_after_it(store: NoRenameStore, file: str) -> None:
+    export = ObjectStoragePath(file)
+
+    manifest = manifest_path(export)
+
+    assert str(manifest) == f"{export}.manifest.json"
+    assert manifest.protocol == export.protocol
 
 
 # ---------------------------------------------------------------- staging and the atomic move
@@ -510,7 +553,9 @@ def test_the_sweep_command_removes_them_with_delete(
 
     assert main(["sweep", f"file://{tmp_path}", "--delete", "--older-than", "30m"]) == 0
 
-    assert f"removed file://{stale} " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"removed file://{stale} (10 bytes, 40m" in out
+    assert f"1 staging object(s) older than 30m under file://{tmp_path}" in out
     assert not stale.exists()
 
 

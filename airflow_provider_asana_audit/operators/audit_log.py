@@ -27,7 +27,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.archive import PreviousExport, Reconciliation
+from airflow_provider_asana_audit.archive import PreviousExport, Reconciliation, read_manifest
 from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery, Page, RetryPolicy
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogArchiveError,
@@ -371,7 +371,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         )
         compressed = target.name.endswith(".gz")
         manifest = manifest_path(target)
-        reconciliation = Reconciliation(self._previous_export(target, manifest))
+        reconciliation = Reconciliation(self._previous_export(target, manifest, query))
         self.log.info(
             "Exporting Asana audit events of workspace %s created in [%s, %s) to %s",
             workspace_gid,
@@ -500,11 +500,12 @@ class AsanaAuditLogExportOperator(BaseOperator):
         return export_lineage(**self._lineage)
 
     def _previous_export(
-        self, target: ObjectStoragePath, manifest: ObjectStoragePath
+        self, target: ObjectStoragePath, manifest: ObjectStoragePath, query: AuditLogQuery
     ) -> PreviousExport | None:
         """The file this export will replace, read to compare the two; ``None`` for a first export."""
+        start_at, end_at = _interval(query)
         try:
-            previous = PreviousExport.read(target, manifest)
+            previous = PreviousExport.read(target, manifest, start_at=start_at, end_at=end_at)
         except OSError as err:
             self.log.warning(
                 "Could not read the previous export at %s to compare it with this one (%s); this export "
@@ -523,6 +524,22 @@ class AsanaAuditLogExportOperator(BaseOperator):
             )
             if previous.error:
                 self.log.warning("The previous export at %s %s", target, previous.error)
+            if previous.invalid:
+                self.log.warning(
+                    "The previous export at %s holds %d lines that are not audit events; the re-export "
+                    "leaves them out",
+                    target,
+                    previous.invalid,
+                )
+            if previous.misplaced:
+                self.log.warning(
+                    "The previous export at %s holds %d events whose created_at lies outside [%s, %s): "
+                    "they belong to other intervals' files, and the re-export leaves them out",
+                    target,
+                    previous.misplaced,
+                    format_instant(start_at),
+                    format_instant(end_at),
+                )
         return previous
 
     def _before_replacing(
@@ -537,12 +554,12 @@ class AsanaAuditLogExportOperator(BaseOperator):
         """Just before the new file replaces the old: refuse to lose events, then drop a stale manifest."""
         previous = reconciliation.previous
         if previous is not None and previous.sha256 != sha256:
-            removed = previous.events - (events - reconciliation.added)
+            removed = reconciliation.removed(events=events)
             if removed > 0 and not self.allow_event_removal:
                 start_at, end_at = _interval(query)
                 raise AsanaAuditLogArchiveError(
                     f"The re-export of [{format_instant(start_at)}, {format_instant(end_at)}) lacks "
-                    f"{removed} of the {previous.events} events of the file it would replace, so the "
+                    f"{removed} of the {len(previous.gids)} events of the file it would replace, so the "
                     "file was kept as it is. Asana deletes events 90 days after they were created: "
                     "re-exporting an interval that old would shrink the archive. Pass "
                     "allow_event_removal=True to replace the file anyway"
@@ -554,15 +571,30 @@ class AsanaAuditLogExportOperator(BaseOperator):
         start_at, end_at = _interval(query)
         window = f"[{format_instant(start_at)}, {format_instant(end_at)})"
         added, removed = change["added_events"], change["removed_events"]
-        if added:
+        if added and change["previous_damaged"]:
+            # The added events may just have been in the damaged part: calling them late (and advising
+            # a longer settle period) would mislead.
+            created = change["added_created_at"]
+            self.log.warning(
+                "The re-export of %s holds %d events that the sound part of the previous export "
+                "(%d events, sha256 %s) did not, created from %s to %s; the previous file was damaged, "
+                "so they need not be late events",
+                window,
+                added,
+                change["previous_events"],
+                change["previous_sha256"],
+                created["first"],
+                created["last"],
+            )
+        elif added:
             created = change["added_created_at"]
             previous_at = change["previous_exported_at"]
             if previous_at is not None:
                 after_end = format_duration(parse_instant(previous_at) - end_at)
                 advice = (
-                    f"Asana captured them more than {after_end} after the interval's end (the previous "
-                    f"export ran at {previous_at}): a settle_period longer than that (now "
-                    f"{format_duration(self.settle_period)}) would have included them the first time"
+                    f"Asana captured them at least {after_end} after the interval's end (the previous "
+                    f"export ran at {previous_at}): the settle period of the export that first wrote "
+                    "this interval must be longer than that to include such events the first time"
                 )
             else:
                 advice = "the previous export had no valid manifest, so when it ran is not known"
@@ -599,7 +631,9 @@ class AsanaAuditLogExportOperator(BaseOperator):
         try:
             if not manifest.exists():
                 return
-            previous = json.loads(manifest.read_text(encoding="utf-8")).get("sha256")
+            # read_manifest refuses any JSON that is not an object: a manifest holding a list or a string
+            # must not stop every later export of its file.
+            previous = (read_manifest(manifest) or {}).get("sha256")
         except (OSError, ValueError):
             previous = None
         if previous != sha256:

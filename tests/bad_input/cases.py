@@ -33,9 +33,11 @@ from airflow_provider_asana_audit.exceptions import (
 from airflow_provider_asana_audit.get_provider_info import CONN_FIELDS, HIDDEN_FIELDS
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
+from airflow_provider_asana_audit.operators.verify import AsanaAuditLogVerifyOperator
 from airflow_provider_asana_audit.sensors.audit_log import AsanaAuditLogSensor
 from airflow_provider_asana_audit.testing import Fault
 from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogEventTrigger, AsanaAuditLogTrigger
+from airflow_provider_asana_audit.verify import verify_archive
 from tests.bad_input.world import END, ENTRIES, PAT_402, PAT_403, START, TOKEN, WRONG_TOKEN, World
 from tests.helpers.exports import midnight
 
@@ -186,6 +188,8 @@ RETENTION_CHECKED = (
     "hook.acheck",
     "trigger",
 )
+#: The archive check: its operator, its function and its command (which exits with status 2).
+VERIFY = ("verify operator", "verify_archive", "verify command")
 _SERVICE_ACCOUNT = "put a valid Asana service account token in the connection's password"
 _WITHIN_RETENTION = "within the last 90 days"
 _CHECK_PROXY = ("check the API base URL", "HTTPS_PROXY")
@@ -712,7 +716,7 @@ CASES: tuple[Case, ...] = (
         where="`destination`, `base_path`",
         bad="a scheme no installed filesystem supports (`foo://`)",
         error=AsanaAuditLogConfigError,
-        says=("Airflow cannot write to foo:// destinations", "install the Airflow provider that registers"),
+        says=("Airflow cannot open foo:// paths", "install the Airflow provider that registers"),
         change="Use `file://`, `s3://`, `gs://`, ... and install the provider of that filesystem.",
         entries=("operator",),
         variants=({"destination": "foo://bucket/x.jsonl"}, {"base_path": "foo://bucket/asana"}),
@@ -722,7 +726,7 @@ CASES: tuple[Case, ...] = (
         where="`destination`",
         bad="`s3://` without the Amazon provider",
         error=AsanaAuditLogConfigError,
-        says=("Airflow cannot write to s3:// destinations", "install apache-airflow-providers-amazon"),
+        says=("Airflow cannot open s3:// paths", "install apache-airflow-providers-amazon"),
         change="Install `apache-airflow-providers-amazon` in every worker.",
         entries=("operator",),
         variants=({"destination": "s3://bucket/asana/x.jsonl"},),
@@ -751,6 +755,90 @@ CASES: tuple[Case, ...] = (
         change="Use an absolute path or a URI.",
         entries=("operator",),
         variants=({"base_path": "exports"},),
+    ),
+    # ----------------------------------------------------------------------------------- archive check
+    Case(
+        id="verify-base-relative",
+        where="`base_path` (verify operator), `base` (`verify_archive`, command)",
+        bad="a relative path",
+        error=AsanaAuditLogConfigError,
+        says=("'exports' is a relative path", "use an absolute path or a URI"),
+        change="Use the export's base path as an absolute path or a URI (`file:///data/asana`, `s3://...`).",
+        entries=VERIFY,
+        variants=({"base_path": "exports"},),
+    ),
+    Case(
+        id="verify-base-scheme",
+        where="`base_path` (verify operator), `base` (`verify_archive`, command)",
+        bad="a scheme no installed filesystem supports (`foo://`)",
+        error=AsanaAuditLogConfigError,
+        says=("foo://", "install the Airflow provider that registers this filesystem"),
+        change="Install the provider of the archive's filesystem (`s3://`: Amazon, `gs://`: Google) where "
+        "the check runs.",
+        entries=VERIFY,
+        variants=({"base_path": "foo://bucket/asana"},),
+    ),
+    Case(
+        id="verify-range-reversed",
+        where="`since`, `until` (archive check)",
+        bad="`since` at or after `until`",
+        error=AsanaAuditLogConfigError,
+        says=("must be before until",),
+        change="Swap them, or fix the template that renders them.",
+        entries=VERIFY,
+        variants=({"since": "2026-01-02", "until": "2026-01-01"},),
+    ),
+    Case(
+        id="verify-bound-unparsable",
+        where="`since`, `until` (archive check)",
+        bad="neither a date nor an ISO 8601 instant (`last week`, month 13)",
+        error=AsanaAuditLogConfigError,
+        says=("is not an ISO 8601 date-time", "or a date such as '2026-11-01' (midnight UTC)"),
+        change="Use a date (`2026-11-01`, midnight UTC) or an instant with its offset "
+        "(`2026-11-01T06:00:00Z`), e.g. `{{ macros.ds_add(ds, -30) }}`.",
+        entries=VERIFY,
+        variants=({"since": "last week"}, {"until": "2026-13-01"}),
+    ),
+    Case(
+        id="verify-bound-naive",
+        where="`since`, `until` (archive check)",
+        bad="an instant without a time zone (`2026-11-01T06:00:00`)",
+        error=AsanaAuditLogConfigError,
+        says=("has no timezone", "or a date such as '2026-11-01' (midnight UTC)"),
+        change="Add `Z` or the offset, or give a date.",
+        entries=VERIFY,
+        variants=({"until": "2026-11-01T06:00:00"},),
+    ),
+    Case(
+        id="verify-report-relative",
+        where="`report_path` (verify operator)",
+        bad="a relative path",
+        error=AsanaAuditLogConfigError,
+        says=("is a relative path", "use an absolute path or a URI"),
+        change="Name the report's file by an absolute path or a URI, e.g. "
+        "`s3://bucket/reports/{{ ds }}.json`.",
+        entries=("verify operator",),
+        variants=({"report_path": "reports/verify.json"},),
+    ),
+    Case(
+        id="verify-report-directory",
+        where="`report_path` (verify operator)",
+        bad="a directory (ends in `/`)",
+        error=AsanaAuditLogConfigError,
+        says=("names a directory", "name the file"),
+        change="Name the report's file, e.g. `.../reports/{{ ds }}.json`.",
+        entries=("verify operator",),
+        variants=({"report_path": lambda world: f"{world.out}/"},),
+    ),
+    Case(
+        id="verify-grace-period",
+        where="`staging_grace_period` (`verify_archive`)",
+        bad="zero, negative, or not a `timedelta`",
+        error=AsanaAuditLogConfigError,
+        says=("staging_grace_period=", "must be a positive timedelta"),
+        change="Use at least the exports' grace period, `timedelta(minutes=10)` (the default).",
+        entries=("verify_archive",),
+        variants=({"staging_grace_period": timedelta(0)}, {"staging_grace_period": 600}),
     ),
     Case(
         id="retry-type",
@@ -870,8 +958,27 @@ ACCEPTED: tuple[Accepted, ...] = (
         "destinations ignore it.",
     ),
     Accepted(
-        ("AsanaAuditLogExportOperator.deferrable", "AsanaAuditLogSensor.deferrable"),
+        (
+            "AsanaAuditLogExportOperator.deferrable",
+            "AsanaAuditLogExportOperator.allow_event_removal",
+            "AsanaAuditLogSensor.deferrable",
+            "AsanaAuditLogVerifyOperator.fail_when_not_whole",
+        ),
         "True or false.",
+    ),
+    Accepted(
+        ("AsanaAuditLogVerifyOperator.storage_conn_id", "verify_archive.conn_id"),
+        "Handed to Airflow's object storage, which reports an unknown connection itself; `file://` "
+        "archives ignore it.",
+    ),
+    Accepted(
+        ("AsanaAuditLogVerifyOperator.export_dag_id", "verify_archive.dag_id"),
+        "Any DAG id: it is only named in the re-export commands the check prints.",
+    ),
+    Accepted(
+        ("verify_archive.now", "verify_archive.log"),
+        "The reference instant (an aware datetime; default this machine's clock) and the logger, for "
+        "callers and tests.",
     ),
     Accepted(
         (
@@ -913,6 +1020,8 @@ def _required() -> frozenset[str]:
     owners: dict[str, list[str]] = {
         "AsanaAuditLogExportOperator": _parameters(AsanaAuditLogExportOperator.__init__),
         "AsanaAuditLogSensor": _parameters(AsanaAuditLogSensor.__init__),
+        "AsanaAuditLogVerifyOperator": _parameters(AsanaAuditLogVerifyOperator.__init__),
+        "verify_archive": _parameters(verify_archive),
         "AsanaAuditLogTrigger": _parameters(AsanaAuditLogTrigger.__init__),
         "AsanaAuditLogEventTrigger": _parameters(AsanaAuditLogEventTrigger.__init__),
         "AsanaAuditLogHook": _parameters(AsanaAuditLogHook.__init__),

@@ -12,6 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from airflow_provider_asana_audit import exceptions
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogAPIError,
+    AsanaAuditLogArchiveError,
     AsanaAuditLogAuthError,
     AsanaAuditLogBadRequestError,
     AsanaAuditLogConfigError,
@@ -28,6 +29,8 @@ FAILS_WITHOUT_RETRY: dict[type[AsanaAuditLogError], bool] = {
     AsanaAuditLogError: False,
     AsanaAuditLogConfigError: True,
     AsanaAuditLogRetentionError: True,
+    # The archive will not mend itself: it needs a re-export (or a backup), not the same task again.
+    AsanaAuditLogArchiveError: True,
     AsanaAuditLogAPIError: False,
     AsanaAuditLogPermanentAPIError: True,
     AsanaAuditLogAuthError: True,
@@ -56,6 +59,7 @@ def test_each_error_is_an_airflow_error_that_fails_without_retry_when_retrying_c
     [
         AsanaAuditLogConfigError("page_size=0 is out of range: Asana accepts 1 to 100"),
         AsanaAuditLogRetentionError("Nothing to export"),
+        AsanaAuditLogArchiveError("The archive under s3://bucket/asana is not whole: 1 gap"),
         AsanaAuditLogRetriesExhaustedError("Asana request failed 3 times"),
         AsanaAuditLogAuthError(401, "Not Authorized", "put a valid token in the connection's password"),
         AsanaAuditLogInvalidOffsetError(400, "offset: Your pagination token is invalid."),

@@ -13,8 +13,10 @@ Airflow is imported inside the functions that need it: ``tests/conftest.py`` set
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +31,7 @@ from airflow_provider_asana_audit.client import (
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
+from airflow_provider_asana_audit.operators.verify import AsanaAuditLogVerifyOperator
 from airflow_provider_asana_audit.sensors.audit_log import AsanaAuditLogSensor
 from airflow_provider_asana_audit.testing import FakeAsana
 from airflow_provider_asana_audit.timeutils import format_instant
@@ -36,6 +39,8 @@ from airflow_provider_asana_audit.triggers.audit_log import (
     AsanaAuditLogEventTrigger,
     AsanaAuditLogTrigger,
 )
+from airflow_provider_asana_audit.verify import main as verify_main
+from airflow_provider_asana_audit.verify import verify_archive
 from tests.helpers.exports import FAST_RETRY, midnight
 
 __all__ = [
@@ -408,6 +413,39 @@ def run_rate_limiter(world: World, params: Params) -> Outcome:
     return _raised(lambda: RateLimiter(**params))
 
 
+def run_verify_operator(world: World, params: Params) -> Outcome:
+    """The archive check as a task, on the (empty) world unless the case names another base path."""
+    kwargs = {"base_path": str(world.out), **params}
+    context: Any = {}
+    return _raised(lambda: AsanaAuditLogVerifyOperator(task_id="verify", **kwargs).execute(context))
+
+
+def run_verify_archive(world: World, params: Params) -> Outcome:
+    kwargs = dict(params)
+    base = kwargs.pop("base_path", str(world.out))
+    return _raised(lambda: verify_archive(base, **kwargs))
+
+
+def run_verify_command(world: World, params: Params) -> Outcome:
+    """
+    ``python -m airflow_provider_asana_audit.verify`` (its ``main``, in this process): a refusal is exit
+    status 2 with the message on stderr.
+    """
+    argv = [str(params.get("base_path", world.out))]
+    for name in ("since", "until"):
+        if name in params:
+            argv += [f"--{name}", str(params[name])]
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        try:
+            code = verify_main(argv)
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+    if code != 2:
+        return Outcome(instead=f"exit status {code}, not 2: {err.getvalue()[-300:]}")
+    return Outcome(refusal=err.getvalue())
+
+
 # ---------------------------------------------------------------------------------------------- entries
 
 _WINDOW = ("start_at", "end_at")
@@ -531,5 +569,23 @@ ENTRIES: dict[str, Entry] = {
             _same("RetryPolicy", "max_attempts", "max_elapsed", "backoff_base", "backoff_max"),
         ),
         Entry("RateLimiter", run_rate_limiter, _same("RateLimiter", "requests_per_minute", "burst")),
+        Entry(
+            "verify operator",
+            run_verify_operator,
+            _same("AsanaAuditLogVerifyOperator", "base_path", "since", "until", "report_path"),
+        ),
+        Entry(
+            "verify_archive",
+            run_verify_archive,
+            {
+                **_same("verify_archive", "since", "until", "staging_grace_period"),
+                "base_path": "verify_archive.base",
+            },
+        ),
+        Entry(
+            "verify command",
+            run_verify_command,
+            {**_same("verify_archive", "since", "until"), "base_path": "verify_archive.base"},
+        ),
     )
 }

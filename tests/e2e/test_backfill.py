@@ -18,6 +18,7 @@ unchanged: ``example_asana_audit_export`` (configured by its environment variabl
   that hour to the stand-in; the sensor must find exactly that event and the run succeed.
 * ``airflow backfill create --reprocess-behavior completed`` then runs all 7 days again: the files
   must come out byte for byte the same (and be written again).
+* ``python -m airflow_provider_asana_audit.verify`` then finds the archive of the week whole.
 
 Both deferrals must have gone through the triggerer: each task instance was seen in the ``deferred``
 state with its trigger assigned to the triggerer, its task log says it deferred, and the trigger's log
@@ -31,6 +32,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -365,6 +368,24 @@ def test_a_backfill_exports_every_day_exactly_and_again_identically_with_the_sen
             assert again["sha256"] == manifests[day]["sha256"]
             assert again["exported_at"] > manifests[day]["exported_at"], f"{path} should be written again"
         events = sum(len(read_events(path)) for path in _export_files(exports).values())
+    # 4. The archive check passes the archive the scheduler's backfills wrote, over exactly the week.
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_asana_audit.verify",
+            f"file://{exports}",
+            "--since",
+            f"{first:%Y-%m-%d}",
+            "--until",
+            f"{last + timedelta(days=1):%Y-%m-%d}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"\nWHOLE: {DAYS} files and {events} events checked" in check.stdout, check.stdout
     print(
         f"e2e backfill: {DAYS} days, {events} events, exported twice; the newest day's settle period and "
         f"the sensor deferred to the triggerer; seconds after the start: "

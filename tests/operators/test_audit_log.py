@@ -292,13 +292,31 @@ def test_the_summary_and_manifest_describe_the_file_and_hold_no_token(
     after = datetime.now(timezone.utc)
 
     truth = asana_conn.ground_truth(START, END)
-    assert set(summary) == {"path", "events", "start_at", "end_at", "pages", "sha256", "manifest"}
+    assert set(summary) == {"path", "events", "start_at", "end_at", "pages", "sha256", "manifest", "change"}
     assert summary["events"] == len(truth)
     assert summary["pages"] >= 1
+    assert summary["change"] is None, "a first export changes no previous file"
     assert (tmp_path / "day.jsonl.gz").read_bytes() == serialise(truth, compressed=True)
     manifest = json.loads((tmp_path / "day.jsonl.gz.manifest.json").read_text())
+    assert set(manifest) == {
+        "events",
+        "start_at",
+        "end_at",
+        "filters",
+        "sha256",
+        "bytes",
+        "path",
+        "format",
+        "exported_at",
+        "package_version",
+        "workspace_gid",
+        "exported_by",
+        "changes",
+    }
     assert manifest["sha256"] == summary["sha256"]
     assert manifest["package_version"] == __version__
+    assert manifest["exported_by"] is None, "called outside a task run, no task instance wrote it"
+    assert manifest["changes"] == []
     exported_at = datetime.fromisoformat(manifest["exported_at"].replace("Z", "+00:00"))
     assert before <= exported_at <= after
     for text in (json.dumps(summary), json.dumps(manifest)):

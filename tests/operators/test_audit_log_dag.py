@@ -43,10 +43,13 @@ def _leftovers(export_dir: Path) -> list[str]:
 def test_consecutive_daily_runs_each_export_exactly_their_interval(
     run_export: RunExport, asana_conn: FakeAsana, export_dir: Path
 ) -> None:
+    run_ids: dict[int, str] = {}
     for days_ago in (4, 3, 2):
         interval_end = midnight(days_ago)
         run = run_export(interval_end, destination=_destination(export_dir), page_size=7)
         assert run.task_state == "success"
+        assert run.xcom("export")["change"] is None
+        run_ids[days_ago] = run.dag_run.run_id
 
     for days_ago in (4, 3, 2):
         start, end = midnight(days_ago + 1), midnight(days_ago)
@@ -64,6 +67,16 @@ def test_consecutive_daily_runs_each_export_exactly_their_interval(
         assert manifest["end_at"] == f"{end:%Y-%m-%dT%H:%M:%S}.000Z"
         assert manifest["format"] == "jsonl.gz"
         assert manifest["workspace_gid"] == asana_conn.workspace_gid
+        assert manifest["exported_by"] == {
+            "dag_id": "asana_audit_export_under_test",
+            "task_id": "export",
+            "run_id": run_ids[days_ago],
+            "map_index": -1,
+            "try_number": 1,
+            "data_interval_start": manifest["start_at"],
+            "data_interval_end": manifest["end_at"],
+        }
+        assert manifest["changes"] == []
     assert _leftovers(export_dir) == []
 
 
@@ -76,11 +89,16 @@ def test_rerun_of_an_interval_rewrites_identical_bytes(
     first = path.read_bytes()
     first_manifest = _manifest(path)
 
-    assert run_export(interval_end, destination=_destination(export_dir), page_size=3).task_state == "success"
+    rerun = run_export(interval_end, destination=_destination(export_dir), page_size=3)
+    assert rerun.task_state == "success"
 
     assert path.read_bytes() == first
     assert first[4:8] == b"\0\0\0\0", "the gzip header's mtime must be 0"
     assert _manifest(path)["sha256"] == first_manifest["sha256"]
+    # The same bytes: nothing changed, so nothing is recorded.
+    assert rerun.xcom("export")["change"] is None
+    assert _manifest(path)["changes"] == []
+    assert _manifest(path)["exported_by"]["run_id"] == rerun.dag_run.run_id
 
 
 def test_a_concurrent_export_writes_the_same_bytes_as_a_sequential_one(

@@ -29,7 +29,7 @@ from airflow_provider_asana_audit import slices
 from airflow_provider_asana_audit.client import AsanaAuditLogClient, AuditLogQuery, RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogAuthError, AsanaAuditLogConfigError
 from airflow_provider_asana_audit.slices import MAX_CONCURRENCY, Slice, SlicePlan, from_us, to_us
-from airflow_provider_asana_audit.testing import FakeAsana, Fault, make_event
+from airflow_provider_asana_audit.testing import FakeAsana, Fault, ParsedRequest, make_event
 from airflow_provider_asana_audit.timeutils import format_instant
 from tests.helpers.relay import Relay
 from tests.helpers.waiting import Background, wait_until
@@ -304,11 +304,24 @@ def test_offsets_rejected_all_along_are_recovered_in_every_slice() -> None:
         query = AuditLogQuery(start_at=T0, end_at=T0 + DAY, page_size=25)
         truth = fake.ground_truth(T0, T0 + DAY)
         offsets_seen = itertools.count(1)
-        # Every third offset is refused as expired, in whichever slice it comes; never two in a row,
-        # so every slice can resume by time (with a zero time-to-live, no read could ever end).
-        fake.inject(Fault.EXPIRE_OFFSET, count=10_000, when=lambda request: next(offsets_seen) % 3 == 0)
+        refused_queries: set[tuple[str | None, str | None]] = set()
+
+        def every_third_once_per_query(request: ParsedRequest) -> bool:
+            # Every third offset is refused as expired, in whichever slice it comes, but never twice for
+            # one query: a slice at its end resumes at its last instant, reads only that event again,
+            # and needs its next offset (Asana ends the stream with an empty page, reached only
+            # through an offset). Refused there again and again, the client rightly gives up.
+            query_of = (request.params.get("start_at"), request.params.get("end_at"))
+            if next(offsets_seen) % 3 or query_of in refused_queries:
+                return False
+            refused_queries.add(query_of)
+            return True
+
+        fake.inject(Fault.EXPIRE_OFFSET, count=10_000, when=every_third_once_per_query)
         assert read(client, query, 8) == truth
-        assert fake.stats.faults_served[Fault.EXPIRE_OFFSET] > 8
+        refused = [request for request in fake.requests if request.fault == Fault.EXPIRE_OFFSET.value]
+        assert len(refused) == fake.stats.faults_served[Fault.EXPIRE_OFFSET] == len(refused_queries)
+        assert len(refused) >= 2
 
 
 def test_filters_are_sent_by_every_slice(week: FakeAsana) -> None:

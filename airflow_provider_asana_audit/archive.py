@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
+from airflow_provider_asana_audit.client import decode_json
 from airflow_provider_asana_audit.timeutils import event_created_at, format_instant
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "GidSet",
     "PreviousExport",
     "Reconciliation",
+    "parse_event",
     "read_manifest",
 ]
 
@@ -115,6 +117,22 @@ class ExportReader:
                 self.error = f"cannot be decompressed after line {number}: {err}"
             # The digest covers every stored byte, also those after the end of a broken gzip stream.
             self._hashing.drain()
+
+    def events(
+        self, start_at: datetime | None = None, end_at: datetime | None = None
+    ) -> Iterator[tuple[int, dict[str, Any] | None, bool]]:
+        """
+        Each line as ``(line number, event, inside)``: the event is ``None`` for a line that is not an
+        audit event (see :func:`parse_event`); ``inside`` says whether its ``created_at`` lies in
+        ``[start_at, end_at)`` (always true for an event when no interval is given).
+        """
+        for number, line in self.lines():
+            event = parse_event(line)
+            if event is None or start_at is None or end_at is None:
+                yield number, event, event is not None
+                continue
+            created_at = event_created_at(event)
+            yield number, event, created_at is not None and start_at <= created_at < end_at
 
 
 def read_manifest(path: ObjectStoragePath) -> dict[str, Any] | None:
@@ -245,17 +263,14 @@ class PreviousExport:
         def gids() -> Iterator[str]:
             # Fed to GidSet one at a time: a list of the gid strings would take 70 MB per million.
             nonlocal events, misplaced, invalid
-            for _, line in reader.lines():
-                event = _event_of(line)
+            for _, event, inside in reader.events(start_at, end_at):
                 if event is None:
                     invalid += 1
                     continue
                 events += 1
-                if start_at is not None and end_at is not None:
-                    created_at = event_created_at(event)
-                    if created_at is None or not start_at <= created_at < end_at:
-                        misplaced += 1
-                        continue
+                if not inside:
+                    misplaced += 1
+                    continue
                 yield event["gid"]
 
         gid_set = GidSet(gids())
@@ -352,10 +367,10 @@ class Reconciliation:
         return [*carried, change] if change is not None else carried
 
 
-def _event_of(line: bytes) -> dict[str, Any] | None:
-    """The line as an audit event: a JSON object with a string gid; ``None`` otherwise."""
+def parse_event(line: bytes) -> dict[str, Any] | None:
+    """A line of an export file as an audit event: a JSON object with a string gid; ``None`` otherwise."""
     try:
-        event = json.loads(line)
-    except ValueError:
+        event = decode_json(line)
+    except ValueError:  # msgspec's DecodeError is a ValueError too
         return None
     return event if isinstance(event, dict) and isinstance(event.get("gid"), str) else None

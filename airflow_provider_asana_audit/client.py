@@ -76,6 +76,7 @@ __all__ = [
     "check_base_url",
     "check_requests_per_minute",
     "check_retry",
+    "decode_json",
 ]
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0"
@@ -134,11 +135,11 @@ _MAX_OFFSET_RECOVERIES = 3
 # Airflow: a dependency of Airflow 3's core and task SDK, and of Airflow 2's Flask-Session) decodes
 # standard JSON into the same values as json.loads in half the time; its DecodeError is a
 # ValueError. The bytes are decoded directly, without requests' charset guessing.
-_loads: Callable[[bytes], Any]
+decode_json: Callable[[bytes], Any]
 try:
-    from msgspec.json import decode as _loads
+    from msgspec.json import decode as decode_json
 except ImportError:  # pragma: no cover -- every supported Airflow installs msgspec
-    _loads = json.loads
+    decode_json = json.loads
 
 
 @dataclass(frozen=True)
@@ -1032,7 +1033,7 @@ def _short(err: Exception) -> str:
 def _decode(content: bytes) -> dict[str, Any] | None:
     """The JSON body if it has Asana's shape (a ``data`` list), else None."""
     try:
-        body = _loads(content)
+        body = decode_json(content)
     except ValueError:
         # What the fast decoder refuses (a byte-order mark, UTF-16, NaN, a lone surrogate) is
         # decoded by the standard one, so that the result never depends on which decoder ran.

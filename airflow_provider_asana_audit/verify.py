@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -70,7 +70,6 @@ from airflow_provider_asana_audit.storage import (
     resolve_base,
 )
 from airflow_provider_asana_audit.timeutils import (
-    event_created_at,
     format_duration,
     format_instant,
     parse_instant,
@@ -113,11 +112,6 @@ _BATCH = 10_000
 #: What the manifest of an export must hold for the check to compare it with the file.
 _MANIFEST_FIELDS = ("sha256", "bytes", "events", "start_at", "end_at")
 _log = logging.getLogger(__name__)
-_loads: Callable[[bytes], Any]
-try:  # the same decoder the client uses: msgspec comes with Airflow
-    from msgspec.json import decode as _loads
-except ImportError:  # pragma: no cover
-    _loads = json.loads
 
 
 @dataclass(frozen=True)
@@ -805,24 +799,18 @@ def _check_file(
     invalid_count = outside_count = 0
     outside: list[str] = []
     try:
-        for number, line in reader.lines():
-            try:
-                event = _loads(line)
-            except ValueError:
-                event = None
-            gid = event.get("gid") if isinstance(event, dict) else None
-            if not isinstance(gid, str):
+        for number, event, inside in reader.events(entry.start_at, entry.end_at):
+            if event is None:
                 invalid_count += 1
                 if len(invalid) < EXAMPLES:
                     invalid.append(f"line {number}")
                 continue
             events += 1
-            gids.add(gid, file=str(file_path), line=number)
-            created_at = event_created_at(event)
-            if created_at is None or not entry.start_at <= created_at < entry.end_at:
+            gids.add(event["gid"], file=str(file_path), line=number)
+            if not inside:
                 outside_count += 1
                 if len(outside) < EXAMPLES:
-                    outside.append(f"line {number} gid {gid} created_at {event.get('created_at')}")
+                    outside.append(f"line {number} gid {event['gid']} created_at {event.get('created_at')}")
     except OSError as err:
         reader.error = reader.error or f"cannot be read: {err}"
     report.events += events

@@ -27,6 +27,7 @@ os.environ.pop("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", None)
 (_HOME / "dags").mkdir(exist_ok=True)
 
 from airflow_provider_asana_audit.testing import FakeAsana  # noqa: E402
+from tests.helpers.archive import Archive, exported_archive  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +74,15 @@ def export_dir(tmp_path: Path) -> Path:
     path = tmp_path / "exports"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def archive(dags_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    """The archive the export example wrote for 7 days (shared: never damage it, damage a copy)."""
+    return exported_archive(dags_folder, tmp_path_factory.mktemp("exported") / "archive")
+
+
+@pytest.fixture
+def damaged(archive: Archive, tmp_path: Path) -> Archive:
+    """A copy of the archive, to damage."""
+    return archive.copy(tmp_path / "archive")

@@ -42,7 +42,6 @@ from tests.helpers.archive import (
     Archive,
     CliResult,
     export_lines,
-    exported_archive,
     manifest_of,
     read_export,
     rewrite_events,
@@ -54,18 +53,6 @@ from tests.helpers.archive import (
 DAY = timedelta(days=1)
 #: A staging object's name: ``.<file>.<32 hex digits>.partial``.
 ATTEMPT = "0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture(scope="session")
-def archive(dags_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Archive:
-    """The archive the export example wrote for 7 days (shared: never damage it, damage a copy)."""
-    return exported_archive(dags_folder, tmp_path_factory)
-
-
-@pytest.fixture
-def damaged(archive: Archive, tmp_path: Path) -> Archive:
-    """A copy of the archive, to damage."""
-    return archive.copy(tmp_path / "archive")
 
 
 def backfill(first: datetime, last: datetime, dag_id: str = EXPORT_DAG_ID) -> str:
@@ -111,20 +98,13 @@ def check_not_whole(result: CliResult, kinds: dict[str, int]) -> dict[str, Any]:
     return report
 
 
-def reexport(archive: Archive, day: datetime, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def reexport(archive: Archive, day: datetime) -> dict[str, Any]:
     """
     What the backfill of ``day`` does: the export operator exports the day again into the archive,
     from the stand-in that serves the archive's events, as the export DAG does (no allow_event_removal).
     """
     with archive.standin() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", fake.connection_json())
-        summary: dict[str, Any] = AsanaAuditLogExportOperator(
-            task_id="reexport",
-            start_at=day,
-            end_at=day + DAY,
-            base_path=archive.uri,
-            settle_period=timedelta(0),
-        ).execute(context={})
+        summary: dict[str, Any] = archive.export(fake, day)
     return summary
 
 
@@ -201,14 +181,7 @@ def _overlapping_export(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> li
     """The export operator writes [noon of day 2, noon of day 3) into the layout, beside the days."""
     noon = archive.days[2] + timedelta(hours=12)
     with archive.standin() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", fake.connection_json())
-        AsanaAuditLogExportOperator(
-            task_id="export",
-            start_at=noon,
-            end_at=noon + DAY,
-            base_path=archive.uri,
-            settle_period=timedelta(0),
-        ).execute(context={})
+        archive.export(fake, noon)
     return [
         f"asana_audit_log_{noon:%Y%m%dT%H%M%SZ}_{noon + DAY:%Y%m%dT%H%M%SZ}.jsonl.gz",
         archive.file(archive.days[2]).name,
@@ -462,9 +435,7 @@ def test_the_backfill_the_check_advises_for_misplaced_events_makes_the_archive_w
     previous = manifest_of(file)
     log = mocker.patch.object(AsanaAuditLogExportOperator, "log", new_callable=mocker.PropertyMock)
 
-    changes = {
-        each: reexport(damaged, each, monkeypatch)["change"] for each in sorted(reexported_days(report))
-    }
+    changes = {each: reexport(damaged, each)["change"] for each in sorted(reexported_days(report))}
 
     assert set(changes) == {damaged.days[n] for n in case.days}
     change = changes.pop(day)
@@ -498,22 +469,13 @@ def test_the_backfill_the_check_advises_for_misplaced_events_makes_the_archive_w
     assert [path.read_bytes() for path in damaged.files()] == [path.read_bytes() for path in archive.files()]
 
 
-def test_a_plain_export_beside_the_gzip_export_of_the_same_day_is_an_overlap(
-    damaged: Archive, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_plain_export_beside_the_gzip_export_of_the_same_day_is_an_overlap(damaged: Archive) -> None:
     """Two files of one series with the same interval: reported, in the order of their names."""
     day = damaged.days[2]
     gzip_file = damaged.file(day)
     plain = gzip_file.with_name(gzip_file.name.removesuffix(".gz"))
     with damaged.standin() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", fake.connection_json())
-        AsanaAuditLogExportOperator(
-            task_id="export",
-            start_at=day,
-            end_at=day + DAY,
-            destination=f"file://{plain}",
-            settle_period=timedelta(0),
-        ).execute(context={})
+        damaged.export(fake, day, destination=f"file://{plain}")
 
     report = check_not_whole(run_verify(damaged.uri, "--json", "-"), {"overlap": 1, "duplicate_gid": 1})
 
@@ -555,22 +517,12 @@ def test_a_truncated_file_is_unreadable_even_when_its_manifest_describes_the_tru
         gzip.decompress(data)
 
 
-def test_a_filtered_export_beside_the_unfiltered_one_is_a_series_of_its_own(
-    damaged: Archive, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_filtered_export_beside_the_unfiltered_one_is_a_series_of_its_own(damaged: Archive) -> None:
     """Both hold the day's logins: the same gids in two series are not duplicates."""
     day = damaged.days[2]
     with damaged.standin() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", fake.connection_json())
         logins = fake.ground_truth(day, day + DAY, event_type="user_login_succeeded")
-        AsanaAuditLogExportOperator(
-            task_id="export",
-            start_at=day,
-            end_at=day + DAY,
-            event_type="user_login_succeeded",
-            base_path=damaged.uri,
-            settle_period=timedelta(0),
-        ).execute(context={})
+        damaged.export(fake, day, event_type="user_login_succeeded")
     assert logins, "the day should hold logins"
 
     result = run_verify(damaged.uri, "--json", "-")
@@ -772,21 +724,12 @@ def test_a_range_partly_older_than_90_days_is_re_exported_with_a_warning(damaged
 # ------------------------------------------------------------------------------------ late events
 
 
-def test_late_events_recorded_by_a_re_export_are_summed_up(
-    damaged: Archive, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_late_events_recorded_by_a_re_export_are_summed_up(damaged: Archive) -> None:
     day = damaged.days[3]
     exported_at = manifest_of(damaged.file(day))["exported_at"]
     with damaged.standin() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", fake.connection_json())
         fake.append_events(1, created_at=day + timedelta(hours=23))  # captured late
-        AsanaAuditLogExportOperator(
-            task_id="reexport",
-            start_at=day,
-            end_at=day + DAY,
-            base_path=damaged.uri,
-            settle_period=timedelta(0),
-        ).execute(context={})
+        damaged.export(fake, day)
 
     result = run_verify(damaged.uri, "--json", "-")
 
@@ -815,16 +758,9 @@ def test_a_re_export_that_repaired_a_damaged_file_is_counted_as_a_repair_not_as_
     _truncate_gzip(damaged, monkeypatch)  # the file of days[6]
     check_not_whole(run_verify(damaged.uri, "--json", "-"), {"unreadable_file": 1, "manifest_mismatch": 1})
     with damaged.standin() as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", fake.connection_json())
         fake.append_events(2, created_at=late_day + timedelta(hours=23))  # captured late
         for day in (late_day, cut_day):
-            AsanaAuditLogExportOperator(
-                task_id="reexport",
-                start_at=day,
-                end_at=day + DAY,
-                base_path=damaged.uri,
-                settle_period=timedelta(0),
-            ).execute(context={})
+            damaged.export(fake, day)
     (repair,) = manifest_of(damaged.file(cut_day))["changes"]
     assert repair["previous_damaged"] is True
     assert repair["added_events"] > 0

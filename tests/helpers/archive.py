@@ -56,8 +56,6 @@ DAYS = 7
 #: The stand-in's events: a small, fixed, generated set.
 SEED, PER_DAY = 7, 60
 
-_built: dict[str, Archive] = {}
-
 
 @dataclass(frozen=True)
 class Archive:
@@ -110,21 +108,41 @@ class Archive:
         shutil.copytree(self.base, to)
         return Archive(base=to, days=self.days, workspace_gid=self.workspace_gid)
 
+    def export(self, fake: FakeAsana, start: datetime, end: datetime | None = None, **kwargs: Any) -> Any:
+        """
+        Export ``[start, end)`` (default: the day from ``start``) from ``fake`` into the archive with the
+        export operator, as the export DAG's task does (without ``allow_event_removal``); return its XCom.
+
+        :param kwargs: more arguments of the operator (``destination``, filters, ...).
+        """
+        from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
+
+        kwargs.setdefault("base_path", self.uri)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", fake.connection_json())
+            operator = AsanaAuditLogExportOperator(
+                task_id="export",
+                start_at=start,
+                end_at=end or start + timedelta(days=1),
+                settle_period=timedelta(0),
+                **kwargs,
+            )
+            return operator.execute(context={})
+
     def standin(self) -> FakeAsana:
         """A stand-in (not started) that serves exactly the events the archive was exported from."""
         return FakeAsana(seed=SEED, events_per_day=PER_DAY, start=self.first, end=self.end)
 
 
-def exported_archive(dags_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Archive:
+def exported_archive(dags_folder: Path, base: Path) -> Archive:
     """
-    The session's archive, exported by the example DAG the first time any test module asks for it.
+    Export the archive at ``base`` (which must not exist) with the example DAG, for :data:`DAYS` days.
+
+    The session fixture ``archive`` (``tests/conftest.py``) calls it once; tests damage copies.
 
     :param dags_folder: the session's DAGs folder (see ``tests/conftest.py``), where the example goes.
-    :param tmp_path_factory: the session's, for the archive's folder.
     """
-    if "archive" not in _built:
-        _built["archive"] = _export(dags_folder, tmp_path_factory.mktemp("exported") / "archive")
-    return _built["archive"]
+    return _export(dags_folder, base)
 
 
 def _export(dags_folder: Path, base: Path) -> Archive:

@@ -37,13 +37,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from tests.helpers.waiting import eventually, wait_until
 
 __all__ = ["DEFAULT_GRACE", "Deployment", "Process", "airflow_env", "deployment", "free_port"]
 
@@ -297,8 +298,7 @@ class Deployment:
         Fails at once if a process that should be running exits meanwhile: waiting on a dead
         deployment would only run out the clock.
         """
-        if not self.eventually(predicate, timeout=timeout, interval=interval):
-            raise AssertionError(f"Waited {timeout} s in vain: {message}")
+        wait_until(self._alive_and(predicate), timeout=timeout, message=message, interval=interval)
 
     def eventually(self, predicate: Callable[[], object], *, timeout: float, interval: float = _POLL) -> bool:
         """
@@ -306,14 +306,16 @@ class Deployment:
 
         For a test that checks the outcome itself afterwards, with a more precise message.
         """
-        deadline = time.monotonic() + timeout
-        while True:
+        return eventually(self._alive_and(predicate), timeout=timeout, interval=interval)
+
+    def _alive_and(self, predicate: Callable[[], object]) -> Callable[[], object]:
+        """``predicate``, after checking that every process that should be running still is."""
+
+        def check() -> object:
             self.check_running()
-            if predicate():
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(interval)
+            return predicate()
+
+        return check
 
     def wait_for_log(self, process: Process, text: str, *, timeout: float) -> str:
         """Wait until ``process`` has written a line containing ``text``; return that line."""

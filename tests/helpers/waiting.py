@@ -16,24 +16,38 @@ from collections.abc import Callable
 
 from airflow_provider_asana_audit.testing import FakeAsana
 
-__all__ = ["DEADLINE", "Background", "after_requests", "await_until", "wait_until"]
+__all__ = ["DEADLINE", "Background", "after_requests", "await_until", "eventually", "wait_until"]
 
 #: Seconds to wait for something that should happen almost at once; generous for a loaded machine.
 DEADLINE = 30.0
 _POLL = 0.005
 
 
-def wait_until(predicate: Callable[[], object], *, timeout: float = DEADLINE, message: str) -> None:
+def eventually(
+    predicate: Callable[[], object], *, timeout: float = DEADLINE, interval: float = _POLL
+) -> bool:
+    """
+    Block until ``predicate()`` is true, checking every ``interval`` seconds; return whether it came true
+    within ``timeout`` seconds. For a test that checks the outcome itself, with a precise message.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def wait_until(
+    predicate: Callable[[], object], *, timeout: float = DEADLINE, message: str, interval: float = _POLL
+) -> None:
     """
     Block until ``predicate()`` is true; fail the test with ``message`` after ``timeout`` seconds.
 
     For use in plain (synchronous) test code and in helper threads.
     """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Waited {timeout} s in vain: {message}")
-        time.sleep(_POLL)
+    if not eventually(predicate, timeout=timeout, interval=interval):
+        raise AssertionError(f"Waited {timeout} s in vain: {message}")
 
 
 async def await_until(predicate: Callable[[], object], *, timeout: float = DEADLINE, message: str) -> None:

@@ -20,7 +20,7 @@ import pytest
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogArchiveError, AsanaAuditLogConfigError
 from airflow_provider_asana_audit.operators.verify import AsanaAuditLogVerifyOperator
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.helpers.archive import EXPORT_DAG_ID, Archive, exported_archive, manifest_of
+from tests.helpers.archive import EXPORT_DAG_ID, Archive, manifest_of
 from tests.helpers.dags import DagRunResult, load_dag, run_dag, write_dag
 
 _DAG_ID = "asana_audit_verify_under_test"
@@ -59,18 +59,6 @@ with DAG(
 '''
 DAY = timedelta(days=1)
 RunVerify = Callable[..., DagRunResult]
-
-
-@pytest.fixture(scope="session")
-def archive(dags_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Archive:
-    """The archive the export example wrote for 7 days (shared: never damage it, damage a copy)."""
-    return exported_archive(dags_folder, tmp_path_factory)
-
-
-@pytest.fixture
-def damaged(archive: Archive, tmp_path: Path) -> Archive:
-    """A copy of the archive, to damage."""
-    return archive.copy(tmp_path / "archive")
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from typing import Any, BinaryIO
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from airflow_provider_asana_audit.client import decode_json
 from airflow_provider_asana_audit.timeutils import event_created_at, format_instant
+from airflow_provider_asana_audit.utils import decode_json
 
 __all__ = [
     "ExportReader",

@@ -34,7 +34,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -58,6 +58,7 @@ from airflow_provider_asana_audit.slices import (
     check_concurrency,
 )
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
+from airflow_provider_asana_audit.utils import Logger, decode_json
 
 __all__ = [
     "ACTOR_TYPES",
@@ -68,7 +69,6 @@ __all__ = [
     "AsanaAuditLogClient",
     "AuditLogQuery",
     "Event",
-    "Logger",
     "Page",
     "RateLimiter",
     "RetryPolicy",
@@ -76,7 +76,6 @@ __all__ = [
     "check_base_url",
     "check_requests_per_minute",
     "check_retry",
-    "decode_json",
 ]
 
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0"
@@ -88,14 +87,6 @@ MAX_PAGE_SIZE = 100
 USER_AGENT = f"airflow-provider-asana-audit/{__version__} python-requests/{requests.__version__}"
 
 Event = dict[str, Any]
-
-
-class Logger(Protocol):
-    """What the client needs of a logger: a stdlib ``logging.Logger`` or Airflow's task logger."""
-
-    def info(self, msg: Any, /, *args: Any) -> Any: ...
-
-    def warning(self, msg: Any, /, *args: Any) -> Any: ...
 
 
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -130,16 +121,6 @@ _NOT_FROM_ASANA = (
 )
 #: How many times in a row an offset may be rejected with no event read in between before giving up.
 _MAX_OFFSET_RECOVERIES = 3
-
-# Decoding the JSON of a page is the largest part of the client's CPU time. msgspec (installed with
-# Airflow: a dependency of Airflow 3's core and task SDK, and of Airflow 2's Flask-Session) decodes
-# standard JSON into the same values as json.loads in half the time; its DecodeError is a
-# ValueError. The bytes are decoded directly, without requests' charset guessing.
-decode_json: Callable[[bytes], Any]
-try:
-    from msgspec.json import decode as decode_json
-except ImportError:  # pragma: no cover -- every supported Airflow installs msgspec
-    decode_json = json.loads
 
 
 @dataclass(frozen=True)

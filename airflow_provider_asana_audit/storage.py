@@ -50,9 +50,9 @@ from typing import Any, BinaryIO, TypeVar
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath, conf
 
-from airflow_provider_asana_audit.client import Logger
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.timeutils import format_duration, parse_instant
+from airflow_provider_asana_audit.utils import Logger
 
 __all__ = [
     "FILESYSTEM_PROVIDERS",

@@ -1,10 +1,9 @@
 """
 The one place where instants are parsed and formatted.
 
-Asana speaks ISO 8601 with millisecond precision (``2024-05-14T09:22:05.004Z``). Every caller, the
-client, the operator, the sensor and the stand-in, goes through :func:`parse_instant` and
-:func:`format_instant`, so an instant read from an event and sent back as ``start_at`` is the same
-instant to the millisecond.
+Asana speaks ISO 8601 with millisecond precision (``2024-05-14T09:22:05.004Z``). Every caller in the
+package goes through :func:`parse_instant` and :func:`format_instant`, so an instant read from an
+event and sent back as ``start_at`` is the same instant to the millisecond.
 """
 
 from __future__ import annotations
@@ -12,20 +11,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 __all__ = [
-    "AUDIT_LOG_EPOCH",
-    "RETENTION",
     "event_created_at",
     "format_duration",
     "format_instant",
     "parse_instant",
-    "retention_problem",
-    "retention_start",
 ]
-
-#: Asana keeps no audit events before this instant.
-AUDIT_LOG_EPOCH = datetime(2021, 10, 8, tzinfo=timezone.utc)
-#: Asana deletes audit events this long after they were created.
-RETENTION = timedelta(days=90)
 
 
 def parse_instant(value: datetime | str, *, name: str = "value") -> datetime:
@@ -68,33 +58,6 @@ def format_instant(value: datetime) -> str:
     utc = parse_instant(value)
     spec = "milliseconds" if utc.microsecond % 1000 == 0 else "microseconds"
     return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
-
-
-def retention_start(now: datetime | None = None) -> datetime:
-    """The oldest instant Asana still holds events for at ``now``."""
-    now = parse_instant(now) if now is not None else datetime.now(timezone.utc)
-    return max(AUDIT_LOG_EPOCH, now - RETENTION)
-
-
-def retention_problem(end_at: datetime, *, now: datetime | None = None) -> str | None:
-    """
-    Why Asana can hold no event created before ``end_at``, or None if it may hold some.
-
-    Asana's audit log begins on 2021-10-08 and Asana deletes events 90 days after their creation, so a
-    window that ends before :func:`retention_start` is empty for good.
-    """
-    if end_at <= AUDIT_LOG_EPOCH:
-        return (
-            f"{format_instant(end_at)} is before {AUDIT_LOG_EPOCH:%Y-%m-%d}, when Asana's audit log "
-            "begins: no event exists that early"
-        )
-    oldest = retention_start(now)
-    if end_at <= oldest:
-        return (
-            f"{format_instant(end_at)} is before {format_instant(oldest)}: Asana deletes audit events "
-            f"after {RETENTION.days} days, so none that old are left"
-        )
-    return None
 
 
 def format_duration(duration: timedelta) -> str:

@@ -59,8 +59,8 @@ from typing import Any, TextIO
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from airflow_provider_asana_audit.archive import ExportReader, read_manifest
-from airflow_provider_asana_audit.client import Logger
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
+from airflow_provider_asana_audit.rules import retention_start
 from airflow_provider_asana_audit.storage import (
     MANIFEST_SUFFIX,
     STAGING_GRACE_PERIOD,
@@ -73,8 +73,8 @@ from airflow_provider_asana_audit.timeutils import (
     format_duration,
     format_instant,
     parse_instant,
-    retention_start,
 )
+from airflow_provider_asana_audit.utils import Logger
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 
 __all__ = [

@@ -34,7 +34,6 @@ from airflow_provider_asana_audit.client import (
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogConfigError,
     AsanaAuditLogError,
-    AsanaAuditLogRetentionError,
 )
 from airflow_provider_asana_audit.get_provider_info import (
     CONN_FIELDS,
@@ -44,7 +43,7 @@ from airflow_provider_asana_audit.get_provider_info import (
     PLACEHOLDERS,
     RELABELING,
 )
-from airflow_provider_asana_audit.timeutils import RETENTION, retention_problem
+from airflow_provider_asana_audit.rules import check_integer, check_retention
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Connection
@@ -274,7 +273,7 @@ class AsanaAuditLogHook(BaseHook):
             },
             page_size=page_size,
         )
-        _refuse_expired(query)
+        check_retention(query.end_at)
         return self.read_pages(query, offset=offset, concurrency=concurrency)
 
     def read_pages(
@@ -349,12 +348,11 @@ class AsanaAuditLogHook(BaseHook):
 
         :return: the count, the first and last event's ``created_at`` and gid, and the offset after them.
         """
-        if isinstance(min_events, bool) or not isinstance(min_events, int) or min_events < 1:
-            raise AsanaAuditLogConfigError(f"min_events={min_events!r} must be an integer of at least 1")
+        check_integer(min_events, name="min_events", minimum=1)
         query = AuditLogQuery.build(
             start_at, end_at, filters=filters, page_size=min(min_events, MAX_PAGE_SIZE)
         )
-        _refuse_expired(query)
+        check_retention(query.end_at)
         # One request when a page can hold min_events; else the client's pagination, stopped early.
         pages: Iterator[Page] | list[Page] = (
             [self.client.get_page(query)] if min_events <= MAX_PAGE_SIZE else self.client.iter_pages(query)
@@ -437,13 +435,3 @@ class AsanaAuditLogHook(BaseHook):
             "relabeling": dict(RELABELING),
             "placeholders": dict(PLACEHOLDERS),
         }
-
-
-def _refuse_expired(query: AuditLogQuery) -> None:
-    """Refuse a window that ends where Asana keeps no events: reading it would find none, silently."""
-    problem = retention_problem(query.end_at) if query.end_at is not None else None
-    if problem is not None:
-        raise AsanaAuditLogRetentionError(
-            f"No event can match: end_at {problem}. Read only windows that end within the last "
-            f"{RETENTION.days} days"
-        )

@@ -35,6 +35,7 @@ from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogRetentionError,
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.rules import RETENTION, check_conn_id, check_retention, retention_start
 from airflow_provider_asana_audit.slices import check_concurrency
 from airflow_provider_asana_audit.storage import (
     HashingWriter,
@@ -44,13 +45,10 @@ from airflow_provider_asana_audit.storage import (
     write_atomically,
 )
 from airflow_provider_asana_audit.timeutils import (
-    RETENTION,
     event_created_at,
     format_duration,
     format_instant,
     parse_instant,
-    retention_problem,
-    retention_start,
 )
 from airflow_provider_asana_audit.utils import rendered
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS, AirflowRescheduleException
@@ -262,8 +260,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
             filters={name: rendered(getattr(self, name)) for name in FILTER_NAMES},
             page_size=self.page_size,
         )
-        if not isinstance(self.asana_audit_log_conn_id, str) or not self.asana_audit_log_conn_id.strip():
-            raise AsanaAuditLogConfigError("asana_audit_log_conn_id must name an Airflow connection")
+        check_conn_id(self.asana_audit_log_conn_id)
         if self.destination is not None and not isinstance(
             self.destination, (str, os.PathLike, ObjectStoragePath)
         ):
@@ -301,28 +298,23 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
     def _check_retention(self, query: AuditLogQuery) -> None:
         start_at, end_at = _interval(query)
-        window = f"[{format_instant(start_at)}, {format_instant(end_at)})"
-        problem = retention_problem(end_at)
-        if problem is None:
-            oldest = retention_start()
-            if start_at < oldest:
-                self.log.warning(
-                    "The interval %s starts before %s: Asana deletes events after %d days, so the export "
-                    "holds only the events from %s on",
-                    window,
-                    format_instant(oldest),
-                    RETENTION.days,
-                    format_instant(oldest),
-                )
-            return
-        message = (
-            f"Nothing to export for the interval {window}: its end {problem}. Export only intervals "
-            f"within the last {RETENTION.days} days (set the DAG's start_date or the backfill's "
-            "from-date accordingly)."
-        )
-        if self.on_retention_violation == "skip":
-            raise AirflowSkipException(message)
-        raise AsanaAuditLogRetentionError(message)
+        try:
+            check_retention(end_at)
+        except AsanaAuditLogRetentionError as err:
+            if self.on_retention_violation == "skip":
+                raise AirflowSkipException(str(err)) from None
+            raise
+        oldest = retention_start()
+        if start_at < oldest:
+            self.log.warning(
+                "The interval [%s, %s) starts before %s: Asana deletes events after %d days, so the export "
+                "holds only the events from %s on",
+                format_instant(start_at),
+                format_instant(end_at),
+                format_instant(oldest),
+                RETENTION.days,
+                format_instant(oldest),
+            )
 
     def _wait_until_settled(self, query: AuditLogQuery) -> None:
         _, end_at = _interval(query)

@@ -21,15 +21,10 @@ from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogConfigError,
     AsanaAuditLogError,
-    AsanaAuditLogRetentionError,
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook, AuditLogCheck
-from airflow_provider_asana_audit.timeutils import (
-    RETENTION,
-    format_instant,
-    parse_instant,
-    retention_problem,
-)
+from airflow_provider_asana_audit.rules import check_conn_id, check_integer, check_retention, check_window
+from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogTrigger
 from airflow_provider_asana_audit.utils import rendered
 
@@ -85,8 +80,7 @@ class AsanaAuditLogSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(min_events, bool) or not isinstance(min_events, int) or min_events < 1:
-            raise AsanaAuditLogConfigError(f"min_events={min_events!r} must be an integer of at least 1")
+        check_integer(min_events, name="min_events", minimum=1)
         self.asana_audit_log_conn_id = asana_audit_log_conn_id
         self.start_at = start_at
         self.end_at = end_at
@@ -124,27 +118,12 @@ class AsanaAuditLogSensor(BaseSensorOperator):
             end_dt = parse_instant(end, name="end_at") if end is not None else None
         except ValueError as err:
             raise AsanaAuditLogConfigError(str(err)) from None
-        start_at, end_at = format_instant(start_dt), format_instant(end_dt) if end_dt else None
-        if end_dt is not None and end_dt <= start_dt:
-            raise AsanaAuditLogConfigError(
-                f"start_at ({start_at}) must be before end_at ({end_at}): the window [start_at, end_at) is "
-                "empty. (If they come from the data interval: Airflow 3 gives cron and timedelta schedules "
-                "an empty data interval; schedule with CronDataIntervalTimetable or "
-                "DeltaDataIntervalTimetable.)"
-            )
+        if end_dt is not None:
+            check_window(start_dt, end_dt)
         AuditLogQuery.build(start_dt, end_dt, filters=self.filters)  # validates before any request
-        problem = retention_problem(end_dt) if end_dt is not None else None
-        if problem is not None:
-            raise AsanaAuditLogRetentionError(
-                f"No event can ever match: end_at {problem}. Wait only for windows that end within the "
-                f"last {RETENTION.days} days, or leave end_at unset"
-            )
-        if not isinstance(self.asana_audit_log_conn_id, str) or not self.asana_audit_log_conn_id.strip():
-            raise AsanaAuditLogConfigError(
-                f"asana_audit_log_conn_id={self.asana_audit_log_conn_id!r} must name an Airflow connection "
-                "of type 'asana_audit_log'"
-            )
-        return start_at, end_at
+        check_retention(end_dt)
+        check_conn_id(self.asana_audit_log_conn_id)
+        return format_instant(start_dt), format_instant(end_dt) if end_dt else None
 
     def _check(self, start_at: str, end_at: str | None) -> AuditLogCheck:
         found = self.hook.check(

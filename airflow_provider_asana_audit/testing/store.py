@@ -26,9 +26,10 @@ from datetime import datetime, timedelta, timezone
 from operator import itemgetter
 from typing import Any
 
+from airflow_provider_asana_audit.rules import retention_start
 from airflow_provider_asana_audit.testing.data import epoch_us, make_event
 from airflow_provider_asana_audit.testing.query import Cursor, Filters
-from airflow_provider_asana_audit.timeutils import parse_instant, retention_start
+from airflow_provider_asana_audit.timeutils import parse_instant
 
 __all__ = ["EventStore", "cursor_of"]
 

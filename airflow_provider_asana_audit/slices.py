@@ -37,27 +37,20 @@ import threading
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import IO, Any, Protocol
+from datetime import datetime, timedelta
+from typing import IO, Protocol
 
-from airflow_provider_asana_audit.exceptions import (
-    AsanaAuditLogConfigError,
-    AsanaAuditLogPermanentAPIError,
-)
+from airflow_provider_asana_audit.exceptions import AsanaAuditLogPermanentAPIError
+from airflow_provider_asana_audit.query import EPOCH, Event
+from airflow_provider_asana_audit.rules import check_integer
 from airflow_provider_asana_audit.timeutils import parse_instant
 
 __all__ = [
-    "HEAD_PAGES",
     "MAX_CONCURRENCY",
-    "RAM_PAGES_PER_WORKER",
     "ReadCancelled",
-    "Slice",
-    "SlicePlan",
     "SliceWorker",
     "SlicedReader",
     "check_concurrency",
-    "from_us",
-    "to_us",
 ]
 
 #: The most worker threads one read may use. Asana allows about 50 concurrent GETs per token, and the
@@ -72,10 +65,7 @@ RAM_PAGES_PER_WORKER = 2
 HEAD_PAGES = 4
 
 _MS = 1000  # microseconds in a millisecond: slice boundaries are whole milliseconds
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _LENGTH = struct.Struct("<Q")
-
-Event = dict[str, Any]
 
 
 def check_concurrency(concurrency: object) -> int:
@@ -84,26 +74,24 @@ def check_concurrency(concurrency: object) -> int:
 
     :raises AsanaAuditLogConfigError: unless it is an int from 1 to :data:`MAX_CONCURRENCY`.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise AsanaAuditLogConfigError(
-            f"concurrency={concurrency!r} must be an integer from 1 to {MAX_CONCURRENCY}"
-        )
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise AsanaAuditLogConfigError(
-            f"concurrency={concurrency} is out of range: use 1 to {MAX_CONCURRENCY} (Asana allows about "
-            "50 concurrent requests per token, shared with every other reader of the same token)"
-        )
-    return concurrency
+    return check_integer(
+        concurrency,
+        name="concurrency",
+        minimum=1,
+        maximum=MAX_CONCURRENCY,
+        hint="(Asana allows about 50 concurrent requests per token, shared with every other reader of "
+        "the same token)",
+    )
 
 
 def to_us(instant: datetime) -> int:
     """An aware datetime as whole microseconds since the Unix epoch."""
-    return (instant - _EPOCH) // timedelta(microseconds=1)
+    return (instant - EPOCH) // timedelta(microseconds=1)
 
 
 def from_us(us: int) -> datetime:
     """The aware UTC datetime ``us`` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=us)
+    return EPOCH + timedelta(microseconds=us)
 
 
 def _ceil_ms(us: int) -> int:

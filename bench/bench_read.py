@@ -21,7 +21,8 @@ from typing import Any
 
 from common import Standin, print_table, standin
 
-from airflow_provider_asana_audit.client import AsanaAuditLogClient, AuditLogQuery
+from airflow_provider_asana_audit.client import AsanaAuditLogClient
+from airflow_provider_asana_audit.query import AuditLogQuery
 
 COLUMNS = [
     ("events", "{:,.0f}"),

@@ -22,12 +22,9 @@ Event = dict[str, Any]
 
 
 def _ours(spec: dict[str, Any]) -> Callable[[], Iterator[Event]]:
-    from airflow_provider_asana_audit.client import (
-        AsanaAuditLogClient,
-        AuditLogQuery,
-        RateLimiter,
-        RetryPolicy,
-    )
+    from airflow_provider_asana_audit.budget import RateLimiter, RetryPolicy
+    from airflow_provider_asana_audit.client import AsanaAuditLogClient
+    from airflow_provider_asana_audit.query import AuditLogQuery
 
     rpm = spec.get("requests_per_minute")
     client = AsanaAuditLogClient(

@@ -20,11 +20,10 @@ from typing import Any
 from airflow.providers.common.compat.sdk import DAG, task
 
 from airflow_provider_asana_audit.sensors.audit_log import AsanaAuditLogSensor
-from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 
-if AIRFLOW_V_3_0_PLUS:
+try:
     from airflow.sdk import CronDataIntervalTimetable
-else:
+except ImportError:  # Airflow 2
     from airflow.timetables.interval import CronDataIntervalTimetable
 
 with DAG(

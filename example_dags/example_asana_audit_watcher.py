@@ -28,10 +28,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogEventTrigger
-from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
+from airflow import __version__ as airflow_version
+from packaging.version import Version
 
-if AIRFLOW_V_3_0_PLUS:
+from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogEventTrigger
+
+if Version(airflow_version).major >= 3:
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
     ASSET_NAME = "asana_audit_failed_logins"

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,11 +55,30 @@ def dags_folder(airflow_home: Path, airflow_db: Path) -> Path:
     return airflow_home / "dags"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "standin(**options): the FakeAsana options of the standin (or fake) fixture"
+    )
+
+
 @pytest.fixture
-def standin() -> Iterator[FakeAsana]:
-    """A running stand-in on 127.0.0.1 with a week of generated events (small, for speed)."""
-    with FakeAsana(seed=7, events_per_day=60) as fake:
-        yield fake
+def standin(request: pytest.FixtureRequest) -> Iterator[FakeAsana]:
+    """
+    A running stand-in on 127.0.0.1, by default with a week of generated events (small, for speed).
+
+    A module or test that needs other events says so with ``pytest.mark.standin(**options)``, options
+    of :class:`FakeAsana` (``seed``, ``start``, ``end``, ``events_per_day``...).
+    """
+    marker = request.node.get_closest_marker("standin")
+    options: dict[str, Any] = {"seed": 7, "events_per_day": 60, **(marker.kwargs if marker else {})}
+    with FakeAsana(**options) as running:
+        yield running
+
+
+@pytest.fixture
+def fake(standin: FakeAsana) -> FakeAsana:
+    """:func:`standin`, under the name the stand-in's and the client's tests give it."""
+    return standin
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """
-Export files read back (``airflow_provider_asana_audit.archive``): lines and digests, manifests, gid sets,
-the file a re-export replaces, and what the re-export changed.
+Export files read back (``airflow_provider_asana_audit.export_file``): lines and digests, manifests; and
+the re-export against the file it replaces (``airflow_provider_asana_audit.reconcile``): gid sets, the
+file a re-export replaces, and what the re-export changed.
 
 The operator's use of these (a re-export against the stand-in) is tested in
 ``tests/operators/test_late_events.py``.
@@ -20,14 +21,9 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from airflow_provider_asana_audit import archive
-from airflow_provider_asana_audit.archive import (
-    ExportReader,
-    GidSet,
-    PreviousExport,
-    Reconciliation,
-    read_manifest,
-)
+from airflow_provider_asana_audit import export_file, reconcile
+from airflow_provider_asana_audit.export_file import ExportReader, read_manifest
+from airflow_provider_asana_audit.reconcile import GidSet, PreviousExport, Reconciliation
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -126,7 +122,7 @@ def test_an_empty_export_has_no_lines(tmp_path: Path) -> None:
 def test_an_export_larger_than_one_read_is_hashed_whole(tmp_path: Path, name: str) -> None:
     lines = _big_lines(30_000)
     stored = _jsonl(lines) if name == "day.jsonl" else _gz(_jsonl(lines))
-    assert len(stored) > 2 * archive._CHUNK
+    assert len(stored) > 2 * export_file._CHUNK
 
     reader, read = _read(_stored(tmp_path, name, stored))
 
@@ -257,7 +253,7 @@ def test_a_gid_set_built_from_many_sorted_runs_is_the_same_set(monkeypatch: pyte
     rng.shuffle(gids)
     whole = GidSet(gids)
 
-    monkeypatch.setattr(archive, "_SORT_RUN", 7)
+    monkeypatch.setattr(reconcile, "_SORT_RUN", 7)
     in_runs = GidSet(iter(gids))
 
     assert len(in_runs) == len(whole) == len(set(gids))

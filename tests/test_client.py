@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -14,14 +14,8 @@ import pytest
 import requests
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.client import (
-    AsanaAuditLogClient,
-    AuditLogQuery,
-    RateLimiter,
-    RetryPolicy,
-    _retry_after,
-    check_base_url,
-)
+from airflow_provider_asana_audit.budget import RateLimiter, RetryPolicy
+from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogAuthError,
     AsanaAuditLogBadRequestError,
@@ -30,35 +24,23 @@ from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogNotFoundError,
     AsanaAuditLogRetriesExhaustedError,
 )
+from airflow_provider_asana_audit.query import AuditLogQuery
 from airflow_provider_asana_audit.testing import INVALID_OFFSET_MESSAGE, FakeAsana, Fault, make_event
 from airflow_provider_asana_audit.timeutils import format_instant
+from airflow_provider_asana_audit.transport import check_base_url, parse_retry_after
+from tests.helpers.clients import T0, make_client
 from tests.helpers.waiting import Background, wait_until
 
-FAST_RETRY = RetryPolicy(max_attempts=6, max_elapsed=30, backoff_base=0.01, backoff_max=0.05)
-# Midnight three days ago: inside the stand-in's generated range and Asana's retention, whenever run.
-T0 = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+# Two days of events up to the current hour: T0's day (midnight three days ago) holds only what a test adds.
+pytestmark = pytest.mark.standin(
+    seed=11,
+    start=datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=2),
+    events_per_day=150,
+)
 
 
 def event(gid: str, created_at: str) -> dict[str, Any]:
     return make_event(random.Random(gid), gid=gid, created_at=created_at)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAsana]:
-    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    with FakeAsana(seed=11, start=now - timedelta(days=2), end=now, events_per_day=150) as server:
-        yield server
-
-
-def make_client(fake: FakeAsana, **kwargs: object) -> AsanaAuditLogClient:
-    options: dict[str, object] = {
-        "token": fake.token,
-        "workspace_gid": fake.workspace_gid,
-        "base_url": fake.base_url,
-        "retry": FAST_RETRY,
-        **kwargs,
-    }
-    return AsanaAuditLogClient(**options)  # type: ignore[arg-type]
 
 
 def _after(instant: float) -> Callable[[], bool]:
@@ -284,11 +266,11 @@ def test_retries_are_bounded_by_total_time(fake: FakeAsana) -> None:
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
     response = requests.Response()
     response.headers["Retry-After"] = "7"
-    assert _retry_after(response) == 7
+    assert parse_retry_after(response) == 7
     response.headers["Retry-After"] = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=60))
-    assert 55 < (_retry_after(response) or 0) <= 60
+    assert 55 < (parse_retry_after(response) or 0) <= 60
     response.headers["Retry-After"] = "soon"
-    assert _retry_after(response) is None
+    assert parse_retry_after(response) is None
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
@@ -357,7 +339,7 @@ def test_an_expired_starting_offset_fails_at_once_with_asanas_message() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"page_size": 0}, "page_size=0 is out of range"),
+        ({"page_size": 0}, "page_size=0 must be an integer from 1 to 100"),
         ({"page_size": 101}, "1 to 100"),
         ({"actor_type": "robot"}, "not one of Asana's actor types"),
         ({"actor_type": "user", "actor_gid": "1"}, "cannot be combined"),

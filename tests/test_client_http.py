@@ -12,34 +12,22 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-from airflow_provider_asana_audit.client import (
-    AsanaAuditLogClient,
-    AuditLogQuery,
-    RetryPolicy,
-    _decode,
-    _Transport,
-)
+from airflow_provider_asana_audit.query import AuditLogQuery
 from airflow_provider_asana_audit.testing import FakeAsana
+from airflow_provider_asana_audit.transport import Transport, decode
+from tests.helpers.clients import T0, make_client
 from tests.helpers.relay import Relay
 
-FAST_RETRY = RetryPolicy(max_attempts=3, max_elapsed=10, backoff_base=0.01, backoff_max=0.02)
-T0 = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+# A busy day (about 12 pages of 50), so that a read keeps its connections from page to page.
+pytestmark = pytest.mark.standin(seed=12, start=T0, end=T0 + timedelta(days=1), events_per_day=600)
 WINDOW = AuditLogQuery(start_at=T0, end_at=T0 + timedelta(days=1), page_size=50)
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAsana]:
-    with FakeAsana(seed=12, start=T0, end=T0 + timedelta(days=1), events_per_day=600) as server:
-        yield server
 
 
 @pytest.fixture
@@ -53,12 +41,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def make_client(base_url: str, fake: FakeAsana, **kwargs: Any) -> AsanaAuditLogClient:
-    return AsanaAuditLogClient(
-        token=fake.token, workspace_gid=fake.workspace_gid, base_url=base_url, retry=FAST_RETRY, **kwargs
-    )
-
-
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "ALL_PROXY", "http_proxy"])
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_a_proxy_from_the_environment_carries_every_request(
@@ -66,7 +48,7 @@ def test_a_proxy_from_the_environment_carries_every_request(
 ) -> None:
     with Relay(fake.base_url) as proxy:
         clean_env.setenv(variable, proxy.url)
-        client = make_client(fake.base_url, fake)
+        client = make_client(fake)
         events = list(client.iter_events(WINDOW, concurrency=concurrency))
         assert events == fake.ground_truth(T0, T0 + timedelta(days=1))
         assert len(proxy.urls) == fake.stats.requests > 1  # every request went through the proxy
@@ -78,7 +60,7 @@ def test_no_proxy_is_honoured(fake: FakeAsana, clean_env: pytest.MonkeyPatch, no
     with Relay(fake.base_url) as proxy:
         clean_env.setenv("HTTP_PROXY", proxy.url)
         clean_env.setenv("NO_PROXY", no_proxy)
-        client = make_client(fake.base_url, fake)
+        client = make_client(fake)
         assert list(client.iter_events(WINDOW, concurrency=2)) == fake.ground_truth(
             T0, T0 + timedelta(days=1)
         )
@@ -90,11 +72,11 @@ def test_the_environment_is_read_when_the_client_is_made(
     fake: FakeAsana, clean_env: pytest.MonkeyPatch
 ) -> None:
     with Relay(fake.base_url) as proxy:
-        client = make_client(fake.base_url, fake)
+        client = make_client(fake)
         clean_env.setenv("HTTP_PROXY", proxy.url)  # too late for this client
         assert list(client.iter_events(WINDOW)) == fake.ground_truth(T0, T0 + timedelta(days=1))
         assert proxy.urls == []
-        assert len(list(make_client(fake.base_url, fake).iter_events(WINDOW))) > 0
+        assert len(list(make_client(fake).iter_events(WINDOW))) > 0
         assert proxy.urls != []  # a client made now uses it
 
 
@@ -105,7 +87,7 @@ def test_a_ca_bundle_from_the_environment_is_used(
     missing = tmp_path / "no-such-bundle.pem"
     clean_env.setenv(variable, str(missing))
     # Nothing listens on port 9 of 127.0.0.1; requests checks the bundle before connecting.
-    client = make_client("https://127.0.0.1:9/api/1.0", fake)
+    client = make_client(fake, "https://127.0.0.1:9/api/1.0")
     with pytest.raises(OSError, match=r"no-such-bundle\.pem"):
         client.get_page(WINDOW)
 
@@ -122,9 +104,7 @@ def test_a_netrc_entry_does_not_replace_the_token(
     plain = requests.Session()
     plain.headers["Authorization"] = f"Bearer {fake.token}"
     assert plain.get(f"{fake.base_url}/workspaces/{fake.workspace_gid}/audit_log_events").status_code == 401
-    assert list(make_client(fake.base_url, fake).iter_events(WINDOW)) == fake.ground_truth(
-        T0, T0 + timedelta(days=1)
-    )
+    assert list(make_client(fake).iter_events(WINDOW)) == fake.ground_truth(T0, T0 + timedelta(days=1))
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
@@ -132,7 +112,7 @@ def test_a_read_keeps_its_connections_open(
     fake: FakeAsana, clean_env: pytest.MonkeyPatch, concurrency: int
 ) -> None:
     with Relay(fake.base_url.rsplit("/api/", 1)[0]) as gateway:
-        client = make_client(gateway.base_url, fake)
+        client = make_client(fake, gateway.base_url)
         assert list(client.iter_events(WINDOW, concurrency=concurrency)) == fake.ground_truth(
             T0, T0 + timedelta(days=1)
         )
@@ -142,7 +122,7 @@ def test_a_read_keeps_its_connections_open(
 
 def test_the_url_is_the_one_requests_builds() -> None:
     url = "https://app.asana.com/api/1.0/workspaces/123/audit_log_events"
-    transport = _Transport(requests.Session(), url, (1, 1))
+    transport = Transport(requests.Session(), url, (1, 1))
     rng = random.Random(1)
     for event_type in ("user_login_succeeded", "a b+c/d~e", "ünïcødé", "x&y=z"):
         query = AuditLogQuery(
@@ -167,14 +147,14 @@ def test_the_url_is_the_one_requests_builds() -> None:
     ],
 )
 def test_bodies_decode_to_what_json_loads_gives(body: bytes) -> None:
-    assert _decode(body) == json.loads(body)
+    assert decode(body) == json.loads(body)
 
 
 @pytest.mark.parametrize(
     "body", [b"<html>upstream error</html>", b'{"data": []} trailing', b'{"data": {}}', b""]
 )
 def test_bodies_that_are_not_asanas_json_are_refused(body: bytes) -> None:
-    assert _decode(body) is None
+    assert decode(body) is None
 
 
 def test_a_page_decodes_to_the_events_the_stand_in_holds(
@@ -184,7 +164,7 @@ def test_a_page_decodes_to_the_events_the_stand_in_holds(
     raw = requests.get(
         url, params=WINDOW.params(), headers={"Authorization": f"Bearer {fake.token}"}, timeout=10
     )
-    body = _decode(raw.content)
+    body = decode(raw.content)
     assert body == json.loads(raw.content)
     assert body is not None
     assert body["data"] == fake.ground_truth(T0, T0 + timedelta(days=1))[:50]

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_asana_audit.client import RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.testing import FakeAsana, Fault
@@ -395,7 +395,7 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow_provider_asana_audit.client import RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.sensors.audit_log import AsanaAuditLogSensor
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS

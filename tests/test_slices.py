@@ -17,7 +17,7 @@ import random
 import stat
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,30 +26,19 @@ import pytest
 import requests
 
 from airflow_provider_asana_audit import slices
-from airflow_provider_asana_audit.client import AsanaAuditLogClient, AuditLogQuery, RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
+from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogAuthError, AsanaAuditLogConfigError
+from airflow_provider_asana_audit.query import AuditLogQuery, Event
 from airflow_provider_asana_audit.slices import MAX_CONCURRENCY, Slice, SlicePlan, from_us, to_us
 from airflow_provider_asana_audit.testing import FakeAsana, Fault, ParsedRequest, make_event
 from airflow_provider_asana_audit.timeutils import format_instant
+from tests.helpers.clients import T0, make_client
 from tests.helpers.relay import Relay
 from tests.helpers.waiting import Background, wait_until
 
-Event = dict[str, Any]
-
-FAST_RETRY = RetryPolicy(max_attempts=6, max_elapsed=30, backoff_base=0.01, backoff_max=0.05)
-# Midnight three days ago: inside Asana's retention whenever the tests run.
-T0 = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
 DAY = timedelta(days=1)
 MS = 1000  # microseconds
-
-
-def make_client(fake: FakeAsana | Relay, **kwargs: Any) -> AsanaAuditLogClient:
-    if isinstance(fake, Relay):
-        base_url, token, workspace_gid = fake.base_url, kwargs.pop("token"), kwargs.pop("workspace_gid")
-    else:
-        base_url, token, workspace_gid = fake.base_url, fake.token, fake.workspace_gid
-    options: dict[str, Any] = {"retry": FAST_RETRY, **kwargs}
-    return AsanaAuditLogClient(token=token, workspace_gid=workspace_gid, base_url=base_url, **options)
 
 
 def event_at(gid: int, instant: datetime, **overrides: Any) -> Event:
@@ -455,7 +444,7 @@ def test_a_workers_permanent_error_reaches_the_consumer_and_stops_the_others() -
             return 401 if params.get("start_at") == fourth and "offset" in params else None
 
         with Relay(fake.base_url.rsplit("/api/", 1)[0], refuse=second_page_of_the_fourth_slice) as relay:
-            client = make_client(relay, token=fake.token, workspace_gid=fake.workspace_gid)
+            client = make_client(fake, relay.base_url)
             query = AuditLogQuery(start_at=start, end_at=end, page_size=10)
 
             def read_all() -> None:

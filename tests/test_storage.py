@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 import fsspec
 import pytest
@@ -27,25 +27,26 @@ from airflow.providers.common.compat.sdk import ObjectStoragePath
 from fsspec.implementations.memory import MemoryFileSystem
 from pytest_mock import MockerFixture
 
-from airflow_provider_asana_audit.client import Page, RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogAuthError,
     AsanaAuditLogConfigError,
     AsanaAuditLogRetriesExhaustedError,
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.layout import manifest_path
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
+from airflow_provider_asana_audit.query import Page
 from airflow_provider_asana_audit.storage import (
     PRIVATE_FILE_MODE,
     STAGING_GRACE_PERIOD,
+    atomic_write,
     default_base,
     default_destination,
-    main,
-    manifest_path,
     resolve_destination,
     sweep_staging,
-    write_atomically,
 )
+from airflow_provider_asana_audit.storage.__main__ import main
 from airflow_provider_asana_audit.testing import FakeAsana, Fault
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.helpers.exports import midnight, read_events, serialise
@@ -276,26 +277,41 @@ def test_a_failed_write_leaves_the_target_as_it_was_and_no_staging_object(tmp_pa
     target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
     target.write_bytes(b"previous\n")
 
-    def write(raw: BinaryIO) -> None:
-        raw.write(b"half of the new")
-        raise OSError("disk full")
+    def write() -> None:
+        with atomic_write(target) as staged:
+            staged.file.write(b"half of the new")
+            raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        write_atomically(target, write)
+        write()
 
     assert (tmp_path / "day.jsonl").read_bytes() == b"previous\n"
     assert _files(tmp_path) == ["day.jsonl"]
 
 
-def test_the_target_is_replaced_only_after_before_commit_ran(tmp_path: Path) -> None:
+def test_a_write_that_is_not_committed_leaves_the_target_as_it_was_and_no_staging_object(
+    tmp_path: Path,
+) -> None:
+    target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
+    target.write_bytes(b"previous\n")
+
+    with atomic_write(target) as staged:
+        staged.file.write(b"new\n")
+
+    assert staged.committed is False
+    assert (tmp_path / "day.jsonl").read_bytes() == b"previous\n"
+    assert _files(tmp_path) == ["day.jsonl"]
+
+
+def test_the_target_is_replaced_only_by_the_commit(tmp_path: Path) -> None:
     target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
     target.write_bytes(b"previous\n")
     seen: list[bytes] = []
 
-    def write(raw: BinaryIO) -> int:
-        return raw.write(b"new\n")
-
-    written = write_atomically(target, write, before_commit=lambda _: seen.append(target.read_bytes()))
+    with atomic_write(target) as staged:
+        written = staged.file.write(b"new\n")
+        seen.append(target.read_bytes())
+        staged.commit()
 
     assert written == 4
     assert seen == [b"previous\n"]
@@ -304,15 +320,15 @@ def test_the_target_is_replaced_only_after_before_commit_ran(tmp_path: Path) -> 
 
 
 def _pages(*pages: list[dict[str, Any]], then: BaseException | None = None) -> Any:
-    """A stand-in for ``AsanaAuditLogHook.read_pages`` that yields ``pages``, then raises ``then``."""
+    """A stand-in for ``AsanaAuditLogHook.iter_pages`` that yields ``pages``, then raises ``then``."""
 
-    def read_pages(self: AsanaAuditLogHook, *args: Any, **kwargs: Any) -> Iterator[Page]:
+    def iter_pages(self: AsanaAuditLogHook, *args: Any, **kwargs: Any) -> Iterator[Page]:
         for events in pages:
             yield Page(events=events, next_offset="next")
         if then is not None:
             raise then
 
-    return read_pages
+    return iter_pages
 
 
 def test_a_killed_export_leaves_the_previous_file_and_no_staging_object(
@@ -323,7 +339,7 @@ def test_a_killed_export_leaves_the_previous_file_and_no_staging_object(
     before = destination.read_bytes()
     manifest_before = (tmp_path / "day.jsonl.gz.manifest.json").read_bytes()
     first_page = asana_conn.ground_truth(START, END)[:3]
-    mocker.patch.object(AsanaAuditLogHook, "read_pages", _pages(first_page, then=KeyboardInterrupt()))
+    mocker.patch.object(AsanaAuditLogHook, "iter_pages", _pages(first_page, then=KeyboardInterrupt()))
 
     with pytest.raises(KeyboardInterrupt):
         _export(str(destination))
@@ -435,12 +451,11 @@ def test_a_local_staging_file_is_private_from_its_first_byte(tmp_path: Path, per
     target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
     modes: list[int] = []
 
-    def write(raw: BinaryIO) -> int:
+    with atomic_write(target) as staged:
         (staging,) = tmp_path.glob(".day.jsonl.*.partial")
         modes.append(_mode(staging))  # before any byte is written
-        return raw.write(b"{}\n")
-
-    write_atomically(target, write)
+        staged.file.write(b"{}\n")
+        staged.commit()
 
     assert modes == [PRIVATE_FILE_MODE] == [0o600]
 
@@ -464,16 +479,15 @@ def test_an_export_replaces_a_readable_file_with_a_private_file_and_manifest(
 def test_a_live_local_attempt_renews_the_lease_on_its_staging_file(tmp_path: Path) -> None:
     target = ObjectStoragePath(f"file://{tmp_path}/day.jsonl")
 
-    def write(raw: BinaryIO) -> int:
+    with atomic_write(target, grace_period=timedelta(seconds=1)) as staged:
         (staging,) = tmp_path.glob(".day.jsonl.*.partial")
         os.utime(staging, (STALE, STALE))
         wait_until(
             lambda: staging.stat().st_mtime > STALE + 3600,
             message="the attempt should renew its lease (every 0.1 s with a grace period of 1 s)",
         )
-        return raw.write(b"{}\n")
-
-    write_atomically(target, write, grace_period=timedelta(seconds=1))
+        staged.file.write(b"{}\n")
+        staged.commit()
 
     assert (tmp_path / "day.jsonl").read_bytes() == b"{}\n"
 
@@ -484,7 +498,9 @@ def test_a_write_removes_the_stale_staging_objects_of_its_target_only(tmp_path: 
     of_another_file = _leftover(tmp_path, "other.jsonl")
     of_the_manifest = _leftover(tmp_path, "day.jsonl.manifest.json")
 
-    write_atomically(ObjectStoragePath(f"file://{tmp_path}/day.jsonl"), lambda raw: raw.write(b"{}\n"))
+    with atomic_write(ObjectStoragePath(f"file://{tmp_path}/day.jsonl")) as staged:
+        staged.file.write(b"{}\n")
+        staged.commit()
 
     assert not stale.exists()
     assert fresh.exists(), "a staging file within the grace period may be a live attempt's"

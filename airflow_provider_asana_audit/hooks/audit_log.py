@@ -8,7 +8,7 @@ It also holds the one "are there ``min_events`` matching events?" check, which t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from datetime import datetime
 from functools import partial
@@ -19,18 +19,13 @@ from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-def
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
-from airflow_provider_asana_audit.client import (
-    DEFAULT_BASE_URL,
-    MAX_PAGE_SIZE,
-    AsanaAuditLogClient,
-    AuditLogQuery,
-    Event,
-    Page,
+from airflow_provider_asana_audit.budget import (
     RateLimiter,
     RetryPolicy,
     check_requests_per_minute,
     check_retry,
 )
+from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogConfigError,
     AsanaAuditLogError,
@@ -43,7 +38,9 @@ from airflow_provider_asana_audit.get_provider_info import (
     PLACEHOLDERS,
     RELABELING,
 )
+from airflow_provider_asana_audit.query import MAX_PAGE_SIZE, AuditLogQuery, Event, Page
 from airflow_provider_asana_audit.rules import check_integer, check_retention
+from airflow_provider_asana_audit.transport import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Connection
@@ -95,7 +92,10 @@ class AsanaAuditLogHook(BaseHook):
         limiter at this rate; a positive number.
     :raises AsanaAuditLogConfigError: for a ``retry`` that is not a :class:`RetryPolicy` or a
         ``requests_per_minute`` that is not a positive number. A connection that does not exist or
-        lacks the token or the workspace gid raises it on first use.
+        lacks the token or the workspace gid, or a bad timeout, raises it on first use.
+
+    .. seealso::
+        docs/hooks.md#asanaauditloghook
     """
 
     conn_name_attr = "asana_audit_log_conn_id"
@@ -247,43 +247,45 @@ class AsanaAuditLogHook(BaseHook):
         actor_type: str | None = None,
         actor_gid: str | None = None,
         resource_gid: str | None = None,
-        page_size: int = 100,
+        page_size: int = MAX_PAGE_SIZE,
+        query: AuditLogQuery | None = None,
         offset: str | None = None,
         concurrency: int = 1,
     ) -> Generator[Page, None, None]:
         """
         Yield the pages of events created in ``[start_at, end_at)``, then stop at the end of the events.
 
-        Each page holds its events and ``next_offset``, the stream position to continue from (or to
-        poll later for new events). See :meth:`AsanaAuditLogClient.iter_pages`.
-
+        :param start_at: inclusive start; an aware datetime (pendulum included) or an ISO 8601 string.
+        :param end_at: exclusive end; an aware datetime or an ISO 8601 string.
+        :param event_type: only events of this type.
+        :param actor_type: only actors of this type; not with ``actor_gid``.
+        :param actor_gid: only events by this actor.
+        :param resource_gid: only events about this resource.
+        :param page_size: events per request, 1 to 100.
+        :param query: a ready-made query, instead of the window, filters and page size.
         :param offset: continue from a previous page's ``next_offset`` instead of the window's start.
-        :param concurrency: requests at a time (1 to 32); above 1 the window, which must then have both
-            ends, is read as time slices side by side, and the events come out exactly as with 1
-            (pages then carry no ``next_offset``). Close the iterator if you stop early.
+        :param concurrency: requests at a time, 1 to 32. Close the iterator if you stop early.
+        :raises AsanaAuditLogConfigError: for a bad argument, or ``query`` with any of the window,
+            filters and page size; :class:`AsanaAuditLogRetentionError` when ``end_at`` lies where
+            Asana keeps no events.
+
+        .. seealso::
+            docs/hooks.md#iter_pages
         """
-        query = AuditLogQuery.build(
-            start_at,
-            end_at,
-            filters={
-                "event_type": event_type,
-                "actor_type": actor_type,
-                "actor_gid": actor_gid,
-                "resource_gid": resource_gid,
-            },
-            page_size=page_size,
-        )
+        filters = {
+            "event_type": event_type,
+            "actor_type": actor_type,
+            "actor_gid": actor_gid,
+            "resource_gid": resource_gid,
+        }
+        if query is None:
+            query = AuditLogQuery.build(start_at, end_at, filters=filters, page_size=page_size)
+        elif (start_at, end_at, page_size, *filters.values()) != (None, None, MAX_PAGE_SIZE, *[None] * 4):
+            raise AsanaAuditLogConfigError(
+                "iter_pages takes either query= or the window, filters and page_size, not both: the "
+                "query already holds them"
+            )
         check_retention(query.end_at)
-        return self.read_pages(query, offset=offset, concurrency=concurrency)
-
-    def read_pages(
-        self, query: AuditLogQuery, *, offset: str | None = None, concurrency: int = 1
-    ) -> Generator[Page, None, None]:
-        """
-        Yield the pages of a ready-made query, then stop at the end of the events.
-
-        :meth:`iter_pages` with the query already built, for callers that validate it before reading.
-        """
         return self.client.iter_pages(query, offset=offset, concurrency=concurrency)
 
     def iter_events(
@@ -295,13 +297,11 @@ class AsanaAuditLogHook(BaseHook):
         actor_type: str | None = None,
         actor_gid: str | None = None,
         resource_gid: str | None = None,
-        page_size: int = 100,
+        page_size: int = MAX_PAGE_SIZE,
         concurrency: int = 1,
     ) -> Iterator[Event]:
         """
         Yield every event created in ``[start_at, end_at)`` exactly once, as Asana returns it, in order.
-
-        Stops at the end of the events captured so far; streams, so memory stays flat.
 
         :param start_at: inclusive start; an aware datetime (pendulum included) or an ISO 8601 string.
         :param end_at: exclusive end; an aware datetime or an ISO 8601 string.
@@ -315,21 +315,25 @@ class AsanaAuditLogHook(BaseHook):
         :raises AsanaAuditLogConfigError: for a missing or incomplete connection or a bad argument, before
             any request; :class:`AsanaAuditLogRetentionError` when ``end_at`` lies where Asana keeps no
             events (before 2021-10-08, or more than 90 days ago).
+
+        .. seealso::
+            docs/hooks.md#iter_events
         """
-        pages = self.iter_pages(
+        query = AuditLogQuery.build(
             start_at,
             end_at,
-            event_type=event_type,
-            actor_type=actor_type,
-            actor_gid=actor_gid,
-            resource_gid=resource_gid,
+            filters={
+                "event_type": event_type,
+                "actor_type": actor_type,
+                "actor_gid": actor_gid,
+                "resource_gid": resource_gid,
+            },
             page_size=page_size,
-            concurrency=concurrency,
         )
-        # Closing the pages stops a concurrent read's threads as soon as the caller stops reading.
-        with closing(pages):
-            for page in pages:
-                yield from page.events
+        check_retention(query.end_at)
+        # A generator of its own, so that nothing is checked or resolved before the first event is
+        # asked for; closing it closes the client's read, stopping a concurrent read's threads.
+        yield from self.client.iter_events(query, concurrency=concurrency)
 
     def check(
         self,
@@ -346,7 +350,14 @@ class AsanaAuditLogHook(BaseHook):
         pages read, through the client's own pagination, stopping as soon as enough were found.
         Blocking: async code calls :meth:`acheck`.
 
+        :param start_at: events created at or after this instant.
+        :param end_at: events created before this instant.
+        :param filters: a subset of Asana's four filters; ``None`` values mean no filter.
+        :param min_events: how many are enough.
         :return: the count, the first and last event's ``created_at`` and gid, and the offset after them.
+
+        .. seealso::
+            docs/hooks.md#check-and-acheck
         """
         check_integer(min_events, name="min_events", minimum=1)
         query = AuditLogQuery.build(
@@ -354,29 +365,10 @@ class AsanaAuditLogHook(BaseHook):
         )
         check_retention(query.end_at)
         # One request when a page can hold min_events; else the client's pagination, stopped early.
-        pages: Iterator[Page] | list[Page] = (
-            [self.client.get_page(query)] if min_events <= MAX_PAGE_SIZE else self.client.iter_pages(query)
-        )
-        found = AuditLogCheck(
-            count=0,
-            first_created_at=None,
-            first_gid=None,
-            last_created_at=None,
-            last_gid=None,
-            next_offset=None,
-        )
-        for page in pages:
-            if page.events:
-                if found["first_gid"] is None:
-                    found["first_created_at"] = page.events[0].get("created_at")
-                    found["first_gid"] = page.events[0].get("gid")
-                found["last_created_at"] = page.events[-1].get("created_at")
-                found["last_gid"] = page.events[-1].get("gid")
-                found["count"] += len(page.events)
-            found["next_offset"] = page.next_offset or found["next_offset"]
-            if found["count"] >= min_events:
-                break
-        return found
+        if min_events <= MAX_PAGE_SIZE:
+            return _found([self.client.get_page(query)], min_events)
+        with closing(self.client.iter_pages(query)) as pages:
+            return _found(pages, min_events)
 
     async def acheck(
         self,
@@ -435,3 +427,27 @@ class AsanaAuditLogHook(BaseHook):
             "relabeling": dict(RELABELING),
             "placeholders": dict(PLACEHOLDERS),
         }
+
+
+def _found(pages: Iterable[Page], min_events: int) -> AuditLogCheck:
+    """What :meth:`AsanaAuditLogHook.check` reports of ``pages``, read until ``min_events`` were found."""
+    found = AuditLogCheck(
+        count=0,
+        first_created_at=None,
+        first_gid=None,
+        last_created_at=None,
+        last_gid=None,
+        next_offset=None,
+    )
+    for page in pages:
+        if page.events:
+            if found["first_gid"] is None:
+                found["first_created_at"] = page.events[0].get("created_at")
+                found["first_gid"] = page.events[0].get("gid")
+            found["last_created_at"] = page.events[-1].get("created_at")
+            found["last_gid"] = page.events[-1].get("gid")
+            found["count"] += len(page.events)
+        found["next_offset"] = page.next_offset or found["next_offset"]
+        if found["count"] >= min_events:
+            break
+    return found

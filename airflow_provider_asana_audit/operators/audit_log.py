@@ -1,22 +1,17 @@
 """
 The interval export: one data interval of an Asana workspace's audit log, written exactly once to storage.
 
-The operator owns the interval, the query, the destination, the file format, the manifest and the XCom
-summary. Reading (pagination, retries, ``Retry-After``, offset recovery, progress logging) is the hook's
-client's job, and where files go and how they get there whole is the job of
-:mod:`~airflow_provider_asana_audit.storage`; nothing here repeats either.
+.. seealso:: docs/operators.md
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.providers.common.compat.sdk import (
     AirflowSkipException,
@@ -27,29 +22,23 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.archive import PreviousExport, Reconciliation, read_manifest
-from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery, Page, RetryPolicy
-from airflow_provider_asana_audit.exceptions import (
-    AsanaAuditLogArchiveError,
-    AsanaAuditLogConfigError,
-    AsanaAuditLogRetentionError,
+from airflow_provider_asana_audit.budget import RetryPolicy
+from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
+from airflow_provider_asana_audit.export_file import (
+    ExportWriter,
+    Manifest,
+    WrittenExport,
+    file_format,
+    remove_stale_manifest,
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
+from airflow_provider_asana_audit.layout import manifest_path
+from airflow_provider_asana_audit.query import FILTER_NAMES, AuditLogQuery
+from airflow_provider_asana_audit.reconcile import Reconciliation, log_change, read_previous_export
 from airflow_provider_asana_audit.rules import RETENTION, check_conn_id, check_retention, retention_start
 from airflow_provider_asana_audit.slices import check_concurrency
-from airflow_provider_asana_audit.storage import (
-    HashingWriter,
-    default_destination,
-    manifest_path,
-    resolve_destination,
-    write_atomically,
-)
-from airflow_provider_asana_audit.timeutils import (
-    event_created_at,
-    format_duration,
-    format_instant,
-    parse_instant,
-)
+from airflow_provider_asana_audit.storage import atomic_write, default_destination, resolve_destination
+from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 from airflow_provider_asana_audit.utils import rendered
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS, AirflowRescheduleException
 
@@ -69,65 +58,13 @@ _EMPTY_INTERVAL_HELP = (
 
 class AsanaAuditLogExportOperator(BaseOperator):
     """
-    Export the Asana audit events created in ``[start_at, end_at)`` to one file, exactly and atomically.
+    Export the Asana audit events created in ``[start_at, end_at)`` to one file and its manifest, exactly
+    and atomically; every run of an interval writes the same bytes. Returns (pushes to XCom) a summary:
+    ``path``, ``events``, ``start_at``, ``end_at``, ``pages``, ``sha256``, ``manifest``, ``change``.
 
-    By default the interval is the run's data interval, so a daily DAG on
-    ``CronDataIntervalTimetable("0 0 * * *", timezone="UTC")`` exports one day per run and can be
-    backfilled, cleared, retried and run in parallel: every run of an interval writes the same bytes.
-
-    **Format.** JSON Lines in UTF-8: one Asana event per line, exactly as the API returned it (key order
-    kept, ``ensure_ascii=False``, compact separators), in ``created_at`` order, each gid once. A
-    destination ending in ``.gz`` is gzip-compressed (level 6, no file name, mtime 0), so the same events
-    always give the same bytes.
-
-    **Atomic and idempotent.** Events are streamed (never held in memory) to a hidden staging object next
-    to the destination (``.<name>.<uuid>.partial``), which is then moved onto the destination: a rename
-    on local disks, a copy and delete on object stores, where the destination object appears whole. On
-    any failure the staging object is deleted, so the destination keeps what it held before. Then the
-    manifest ``<destination>.manifest.json`` is written the same way: ``events``, ``start_at``,
-    ``end_at``, ``filters``, ``sha256`` and ``bytes`` of the file, ``path``, ``format``, ``exported_at``,
-    ``package_version``, ``workspace_gid``, ``exported_by`` (the DAG, task, run, map index and try) and
-    ``changes`` (see below). A manifest whose ``sha256`` does not match the new file is
-    deleted before the file is replaced, so a manifest, when present, describes the file next to it
-    (unless two runs of the same interval race with different results; readers can check ``sha256``).
-    Downstream jobs should wait for the manifest, not for the file. On a local disk the file, the
-    manifest and the staging file (from its first byte) have mode ``0600``: audit events are personal
-    data. A killed attempt leaves its staging object behind; a later export of the same destination
-    removes those not modified for :data:`~airflow_provider_asana_audit.storage.STAGING_GRACE_PERIOD`
-    (a live attempt renews its own), and ``python -m airflow_provider_asana_audit.storage sweep BASE``
-    sweeps a whole base path.
-
-    **Destination.** A path or URI string or an ``ObjectStoragePath``; any scheme Airflow's object
-    storage supports (``file://``, plain absolute paths, ``s3://`` with the Amazon provider, ``gs://``
-    with the Google provider, ...). Without one, the file goes to
-    ``{base}/workspace_gid={gid}/date={start:%Y-%m-%d}/asana_audit_log_{start:%Y%m%dT%H%M%SZ}_{end:%Y%m%dT%H%M%SZ}.jsonl.gz``
-    (with ``_f<hash>`` before ``.jsonl.gz`` when filters are set, so differently filtered exports of one
-    interval do not overwrite each other), where ``base`` is ``base_path``, else the Airflow config
-    option ``[asana_audit_log] base_path``, else ``file://{AIRFLOW_HOME}/asana_audit_log``.
-
-    **Retention.** Asana keeps no events before 2021-10-08 and deletes them after 90 days. An interval
-    that lies entirely where nothing is kept fails without retries (``on_retention_violation="fail"``)
-    or is skipped (``"skip"``); one that lies partly there is exported with a warning.
-
-    **Late events and the settle period.** Asana may capture an event some time after its
-    ``created_at``; AWS AppFabric documents up to 30 minutes of delay for Asana's audit events. An
-    interval is therefore exported only once ``end_at + settle_period`` has passed, 30 minutes by
-    default. Until then the task waits without holding a worker: it defers to the triggerer
-    (``deferrable=True``) or, on Airflow 3, is rescheduled; on Airflow 2, where a rescheduled plain
-    operator would be re-queued at once, a non-deferrable task sleeps until then.
-
-    **Re-exports and late events.** When the destination already holds a file, the export first reads
-    its gids (8 bytes per event in memory), then compares: if the new file's bytes differ, the manifest's
-    ``changes`` gains a record of the previous ``sha256``, ``bytes``, event count and ``exported_at``, the
-    events added and removed, and the ``created_at`` range of the added ones, and added events are
-    logged as a warning that says how late Asana captured them. Records of earlier changes are carried
-    over, so the manifest keeps the interval's history. A re-export that lacks events of the file it
-    replaces fails and keeps the file, unless ``allow_event_removal=True``.
-
-    **XCom.** ``{"path", "events", "start_at", "end_at", "pages", "sha256", "manifest", "change"}``, where
-    ``change`` is this export's change record, or ``None`` for a first export or identical bytes.
-
-    Progress (pages, events, events/s) is logged by the client as pages arrive, at most every 5 seconds.
+    .. seealso::
+        For more information on how to use this operator, take a look at the guide:
+        docs/operators.md
 
     :param start_at: inclusive start of the interval, an aware datetime or ISO 8601 string; default the
         run's ``data_interval_start``. (templated)
@@ -139,26 +76,21 @@ class AsanaAuditLogExportOperator(BaseOperator):
     :param resource_gid: export only events about this resource. (templated)
     :param asana_audit_log_conn_id: the ``asana_audit_log`` connection. (templated)
     :param destination: the output file, a path, a URI or an ``ObjectStoragePath``; ``.gz`` compresses.
-        Default: see above. (templated)
+        Default: the default layout under ``base_path``. (templated)
     :param destination_conn_id: the Airflow connection of the destination's filesystem, if it needs one
         (e.g. ``aws_default``). (templated)
-    :param base_path: the root of the default layout when ``destination`` is not given. (templated)
+    :param base_path: the root of the default layout when ``destination`` is not given; default the
+        config option ``[asana_audit_log] base_path``, else ``$AIRFLOW_HOME/asana_audit_log``. (templated)
     :param page_size: events per request, 1 to 100.
-    :param concurrency: requests at a time, 1 to 32. Above 1 the interval is read as time slices side by
-        side (split again where events are dense), and the file holds the same bytes as with 1. All
-        requests share the token's rate limit; Asana allows about 50 concurrent requests per token.
-    :param requests_per_minute: cap on this task's request rate with this token, shared by all its
-        concurrent requests; default no cap (Asana allows 1,500 per minute on paid plans). Airflow runs
-        each task in a process of its own, so the cap does not span tasks: a pool does (see the docs on
-        scheduling).
-    :param request_retry: how hard each request is retried after a transient failure (429, 5xx,
-        broken connections) before the attempt fails; default the client's :class:`RetryPolicy`.
+    :param concurrency: requests at a time, 1 to 32; the file holds the same bytes as with 1.
+    :param requests_per_minute: cap on this task's request rate with this token; default no cap.
+    :param request_retry: how hard each request is retried after a transient failure; default the
+        client's :class:`RetryPolicy`.
     :param settle_period: how long after ``end_at`` to wait before exporting, for late-captured events.
     :param on_retention_violation: ``"fail"`` (default, not retried) or ``"skip"`` when the interval lies
         entirely outside what Asana keeps.
     :param allow_event_removal: let a re-export replace a file although it lacks some of that file's
-        events; by default such a re-export fails and the file is kept, since Asana deletes events after
-        90 days and re-exporting an old interval would shrink the archive.
+        events; by default such a re-export fails and the file is kept.
     :param deferrable: wait for the settle period in the triggerer rather than in a worker; default the
         ``[operators] default_deferrable`` config option.
     """
@@ -239,21 +171,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
     def _query(self, context: Context) -> AuditLogQuery:
         """The rendered arguments as the query of one interval; AsanaAuditLogConfigError if wrong."""
-        start_at = self._instant("start_at", self.start_at, context.get("data_interval_start"))
-        end_at = self._instant("end_at", self.end_at, context.get("data_interval_end"))
-        if start_at is None or end_at is None:
-            missing = " and ".join(
-                name for name, value in (("start", start_at), ("end", end_at)) if value is None
-            )
-            raise AsanaAuditLogConfigError(
-                f"This run has no data interval {missing}, so there is nothing to export. "
-                + _EMPTY_INTERVAL_HELP
-            )
-        if start_at == end_at:
-            raise AsanaAuditLogConfigError(
-                f"The data interval is empty (start == end == {format_instant(start_at)}), so there is "
-                "nothing to export. " + _EMPTY_INTERVAL_HELP
-            )
+        start_at, end_at = self._run_interval(context)
         query = AuditLogQuery.build(
             start_at,
             end_at,
@@ -282,6 +200,25 @@ class AsanaAuditLogExportOperator(BaseOperator):
                 f"on_retention_violation={self.on_retention_violation!r} must be 'fail' or 'skip'"
             )
         return query
+
+    def _run_interval(self, context: Context) -> tuple[datetime, datetime]:
+        """``start_at`` and ``end_at``, by default the run's data interval; never empty."""
+        start_at = self._instant("start_at", self.start_at, context.get("data_interval_start"))
+        end_at = self._instant("end_at", self.end_at, context.get("data_interval_end"))
+        if start_at is None or end_at is None:
+            missing = " and ".join(
+                name for name, value in (("start", start_at), ("end", end_at)) if value is None
+            )
+            raise AsanaAuditLogConfigError(
+                f"This run has no data interval {missing}, so there is nothing to export. "
+                + _EMPTY_INTERVAL_HELP
+            )
+        if start_at == end_at:
+            raise AsanaAuditLogConfigError(
+                f"The data interval is empty (start == end == {format_instant(start_at)}), so there is "
+                "nothing to export. " + _EMPTY_INTERVAL_HELP
+            )
+        return start_at, end_at
 
     @staticmethod
     def _instant(name: str, value: Any, default: Any) -> datetime | None:
@@ -349,21 +286,11 @@ class AsanaAuditLogExportOperator(BaseOperator):
         client = hook.get_conn()
         workspace_gid = client.workspace_gid
         self._lineage = {"base_url": client.base_url, "workspace_gid": workspace_gid}
-        target = (
-            resolve_destination(self.destination, conn_id=self.destination_conn_id)
-            if self.destination is not None
-            else default_destination(
-                base_path=self.base_path,
-                workspace_gid=workspace_gid,
-                start_at=start_at,
-                end_at=end_at,
-                filters=query.filters,
-                conn_id=self.destination_conn_id,
-            )
-        )
-        compressed = target.name.endswith(".gz")
+        target = self._destination(query, workspace_gid)
         manifest = manifest_path(target)
-        reconciliation = Reconciliation(self._previous_export(target, manifest, query))
+        reconciliation = Reconciliation(
+            read_previous_export(target, manifest, start_at=start_at, end_at=end_at, log=self.log)
+        )
         self.log.info(
             "Exporting Asana audit events of workspace %s created in [%s, %s) to %s",
             workspace_gid,
@@ -371,114 +298,109 @@ class AsanaAuditLogExportOperator(BaseOperator):
             format_instant(end_at),
             target,
         )
-        started = time.monotonic()
         try:
-            events, pages, sha256, size = write_atomically(
-                target,
-                lambda raw: self._write_events(
-                    hook.read_pages(query, concurrency=self.concurrency),
-                    query,
-                    raw,
-                    compressed=compressed,
-                    reconciliation=reconciliation,
-                ),
-                before_commit=lambda result: self._before_replacing(
-                    manifest, reconciliation, events=result[0], sha256=result[2], query=query
-                ),
-                log=self.log,
-            )
+            written, pages = self._write_file(hook, query, target, reconciliation)
         finally:
             client.close()
-        elapsed = time.monotonic() - started
-        self.log.info(
-            "Wrote %d events from %d pages (%d bytes, sha256 %s) to %s in %.1f s (%.0f events/s)",
-            events,
-            pages,
-            size,
-            sha256,
-            target,
-            elapsed,
-            events / max(elapsed, 1e-9),
-        )
         exported_at = format_instant(datetime.now(timezone.utc))
-        change = reconciliation.change(events=events, sha256=sha256, detected_at=exported_at)
+        change = reconciliation.change(events=written.events, sha256=written.sha256, detected_at=exported_at)
         if change is not None:
-            self._log_change(change, query)
-        content = {
-            "events": events,
-            "start_at": format_instant(start_at),
-            "end_at": format_instant(end_at),
-            "filters": query.filters,
-            "sha256": sha256,
-            "bytes": size,
-            "path": str(target),
-            "format": "jsonl.gz" if compressed else "jsonl",
-            "exported_at": exported_at,
-            "package_version": __version__,
-            "workspace_gid": workspace_gid,
-            "exported_by": _exported_by(context),
-            "changes": reconciliation.changes(change),
-        }
-        body = (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        write_atomically(manifest, lambda raw: raw.write(body), log=self.log)
-        self._lineage.update(file=target, manifest=manifest, events=events, size=size)
+            log_change(change, start_at=start_at, end_at=end_at, log=self.log)
+        content = Manifest(
+            events=written.events,
+            start_at=format_instant(start_at),
+            end_at=format_instant(end_at),
+            filters=query.filters,
+            sha256=written.sha256,
+            bytes=written.bytes,
+            path=str(target),
+            format=file_format(target.name),
+            exported_at=exported_at,
+            package_version=__version__,
+            workspace_gid=workspace_gid,
+            exported_by=_exported_by(context),
+            changes=reconciliation.changes(change),
+        )
+        with atomic_write(manifest, log=self.log) as staged:
+            staged.file.write(content.to_json())
+            staged.commit()
+        self._lineage.update(file=target, manifest=manifest, events=written.events, size=written.bytes)
         return {
             "path": str(target),
-            "events": events,
-            "start_at": content["start_at"],
-            "end_at": content["end_at"],
+            "events": written.events,
+            "start_at": content.start_at,
+            "end_at": content.end_at,
             "pages": pages,
-            "sha256": sha256,
+            "sha256": written.sha256,
             "manifest": str(manifest),
             "change": change,
         }
 
-    def _write_events(
-        self,
-        pages: Generator[Page, None, None],
-        query: AuditLogQuery,
-        raw: BinaryIO,
-        *,
-        compressed: bool,
-        reconciliation: Reconciliation,
-    ) -> tuple[int, int, str, int]:
-        """Stream the pages' events into ``raw``; return (events, pages, sha256, bytes)."""
+    def _destination(self, query: AuditLogQuery, workspace_gid: str) -> ObjectStoragePath:
+        """The file to write: ``destination``, else the default layout's file of the interval."""
+        if self.destination is not None:
+            return resolve_destination(self.destination, conn_id=self.destination_conn_id)
         start_at, end_at = _interval(query)
-        hashing = HashingWriter(raw)
-        out: Any = (
-            gzip.GzipFile(filename="", mode="wb", fileobj=hashing, compresslevel=6, mtime=0)  # type: ignore[arg-type]
-            if compressed
-            else hashing
+        return default_destination(
+            base_path=self.base_path,
+            workspace_gid=workspace_gid,
+            start_at=start_at,
+            end_at=end_at,
+            filters=query.filters,
+            conn_id=self.destination_conn_id,
         )
-        events = page_count = outside = 0
-        try:
-            # Closing the pages stops a concurrent read's threads at once if writing fails.
-            with closing(pages):
-                # The client yields each event once, in Asana's order; only the window is checked here.
-                for page in pages:
-                    page_count += 1
-                    lines: list[str] = []
-                    for event in page.events:
-                        created_at = event_created_at(event)
-                        if created_at is None or not start_at <= created_at < end_at:
-                            outside += 1
-                            continue
+
+    def _write_file(
+        self,
+        hook: AsanaAuditLogHook,
+        query: AuditLogQuery,
+        target: ObjectStoragePath,
+        reconciliation: Reconciliation,
+    ) -> tuple[WrittenExport, int]:
+        """Stream the interval's pages into ``target``, atomically; what was written, and the pages read."""
+        start_at, end_at = _interval(query)
+        started, pages = time.monotonic(), 0
+        with atomic_write(target, log=self.log) as staged:
+            with (
+                ExportWriter(
+                    staged.file, file_format=file_format(target.name), start_at=start_at, end_at=end_at
+                ) as writer,
+                # Closing the pages stops a concurrent read's threads at once if writing fails.
+                closing(hook.iter_pages(query=query, concurrency=self.concurrency)) as reading,
+            ):
+                for page in reading:
+                    pages += 1
+                    for event, created_at in writer.write(page.events):
                         reconciliation.observe(event, created_at)
-                        lines.append(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
-                    if lines:
-                        out.write("".join(lines).encode("utf-8"))
-                        events += len(lines)
-        finally:
-            if compressed:
-                out.close()  # writes the gzip trailer; does not close ``raw``
-        if outside:
-            self.log.warning(
-                "Dropped %d events whose created_at lies outside [%s, %s)",
-                outside,
-                format_instant(start_at),
-                format_instant(end_at),
+            written = writer.close()
+            if written.outside:
+                self.log.warning(
+                    "Dropped %d events whose created_at lies outside [%s, %s)",
+                    written.outside,
+                    format_instant(start_at),
+                    format_instant(end_at),
+                )
+            reconciliation.refuse_removal(
+                events=written.events,
+                sha256=written.sha256,
+                start_at=start_at,
+                end_at=end_at,
+                allowed=self.allow_event_removal,
             )
-        return events, page_count, hashing.sha256.hexdigest(), hashing.size
+            remove_stale_manifest(manifest_path(target), sha256=written.sha256, log=self.log)
+            staged.commit()
+        elapsed = time.monotonic() - started
+        self.log.info(
+            "Wrote %d events from %d pages (%d bytes, sha256 %s) to %s in %.1f s (%.0f events/s)",
+            written.events,
+            pages,
+            written.bytes,
+            written.sha256,
+            target,
+            elapsed,
+            written.events / max(elapsed, 1e-9),
+        )
+        return written, pages
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """
@@ -490,148 +412,6 @@ class AsanaAuditLogExportOperator(BaseOperator):
         from airflow_provider_asana_audit.lineage import export_lineage
 
         return export_lineage(**self._lineage)
-
-    def _previous_export(
-        self, target: ObjectStoragePath, manifest: ObjectStoragePath, query: AuditLogQuery
-    ) -> PreviousExport | None:
-        """The file this export will replace, read to compare the two; ``None`` for a first export."""
-        start_at, end_at = _interval(query)
-        try:
-            previous = PreviousExport.read(target, manifest, start_at=start_at, end_at=end_at)
-        except OSError as err:
-            self.log.warning(
-                "Could not read the previous export at %s to compare it with this one (%s); this export "
-                "will replace it without recording what changed",
-                target,
-                err,
-            )
-            return None
-        if previous is not None:
-            self.log.info(
-                "Re-exporting: %s already holds %d events (sha256 %s); what changes will be recorded in "
-                "the manifest",
-                target,
-                previous.events,
-                previous.sha256,
-            )
-            if previous.error:
-                self.log.warning("The previous export at %s %s", target, previous.error)
-            if previous.invalid:
-                self.log.warning(
-                    "The previous export at %s holds %d lines that are not audit events; the re-export "
-                    "leaves them out",
-                    target,
-                    previous.invalid,
-                )
-            if previous.misplaced:
-                self.log.warning(
-                    "The previous export at %s holds %d events whose created_at lies outside [%s, %s): "
-                    "they belong to other intervals' files, and the re-export leaves them out",
-                    target,
-                    previous.misplaced,
-                    format_instant(start_at),
-                    format_instant(end_at),
-                )
-        return previous
-
-    def _before_replacing(
-        self,
-        manifest: ObjectStoragePath,
-        reconciliation: Reconciliation,
-        *,
-        events: int,
-        sha256: str,
-        query: AuditLogQuery,
-    ) -> None:
-        """Just before the new file replaces the old: refuse to lose events, then drop a stale manifest."""
-        previous = reconciliation.previous
-        if previous is not None and previous.sha256 != sha256:
-            removed = reconciliation.removed(events=events)
-            if removed > 0 and not self.allow_event_removal:
-                start_at, end_at = _interval(query)
-                raise AsanaAuditLogArchiveError(
-                    f"The re-export of [{format_instant(start_at)}, {format_instant(end_at)}) lacks "
-                    f"{removed} of the {len(previous.gids)} events of the file it would replace, so the "
-                    "file was kept as it is. Asana deletes events 90 days after they were created: "
-                    "re-exporting an interval that old would shrink the archive. Pass "
-                    "allow_event_removal=True to replace the file anyway"
-                )
-        self._drop_stale_manifest(manifest, sha256=sha256)
-
-    def _log_change(self, change: dict[str, Any], query: AuditLogQuery) -> None:
-        """Report what a re-export changed: late events get a warning that says how to catch them."""
-        start_at, end_at = _interval(query)
-        window = f"[{format_instant(start_at)}, {format_instant(end_at)})"
-        added, removed = change["added_events"], change["removed_events"]
-        if added and change["previous_damaged"]:
-            # The added events may just have been in the damaged part: calling them late (and advising
-            # a longer settle period) would mislead.
-            created = change["added_created_at"]
-            self.log.warning(
-                "The re-export of %s holds %d events that the sound part of the previous export "
-                "(%d events, sha256 %s) did not, created from %s to %s; the previous file was damaged, "
-                "so they need not be late events",
-                window,
-                added,
-                change["previous_events"],
-                change["previous_sha256"],
-                created["first"],
-                created["last"],
-            )
-        elif added:
-            created = change["added_created_at"]
-            previous_at = change["previous_exported_at"]
-            if previous_at is not None:
-                after_end = format_duration(parse_instant(previous_at) - end_at)
-                advice = (
-                    f"Asana captured them at least {after_end} after the interval's end (the previous "
-                    f"export ran at {previous_at}): the settle period of the export that first wrote "
-                    "this interval must be longer than that to include such events the first time"
-                )
-            else:
-                advice = "the previous export had no valid manifest, so when it ran is not known"
-            self.log.warning(
-                "Late events: the re-export of %s holds %d events that the previous export (%d events, "
-                "sha256 %s) did not, created from %s to %s; %s",
-                window,
-                added,
-                change["previous_events"],
-                change["previous_sha256"],
-                created["first"],
-                created["last"],
-                advice,
-            )
-        if removed:
-            self.log.warning(
-                "The re-export of %s lacks %d events of the previous export (%d events, sha256 %s); "
-                "allow_event_removal=True let it replace the file",
-                window,
-                removed,
-                change["previous_events"],
-                change["previous_sha256"],
-            )
-        if not added and not removed:
-            self.log.info(
-                "The re-export of %s holds the same events as the previous export in other bytes "
-                "(previous sha256 %s)",
-                window,
-                change["previous_sha256"],
-            )
-
-    def _drop_stale_manifest(self, manifest: ObjectStoragePath, *, sha256: str) -> None:
-        """Delete the manifest if it describes other bytes than the ones about to replace its file."""
-        try:
-            if not manifest.exists():
-                return
-            # read_manifest refuses any JSON that is not an object: a manifest holding a list or a string
-            # must not stop every later export of its file.
-            previous = (read_manifest(manifest) or {}).get("sha256")
-        except (OSError, ValueError):
-            previous = None
-        if previous != sha256:
-            self.log.info("Removing the manifest of the previous, different export at %s", manifest)
-            # Another run of the same destination may have removed it first: gone either way.
-            manifest.unlink(missing_ok=True)
 
 
 def _interval(query: AuditLogQuery) -> tuple[datetime, datetime]:

@@ -1,8 +1,8 @@
 """
-The archive check as a task: is every interval of the archive there and intact?
+The archive check as a task. The checking is :func:`~airflow_provider_asana_audit.verify.verify_archive`'s;
+the operator owns the templated arguments, where the JSON report goes, the XCom and whether the task fails.
 
-The checking itself is :func:`~airflow_provider_asana_audit.verify.verify_archive`'s; this operator owns
-the templated arguments, where the JSON report goes, the XCom summary and whether the task fails.
+.. seealso:: docs/archive.md#as-a-task and docs/operators.md
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogArchiveError
-from airflow_provider_asana_audit.storage import default_base, resolve_destination, write_atomically
+from airflow_provider_asana_audit.rules import RETENTION
+from airflow_provider_asana_audit.storage import atomic_write, default_base, resolve_destination
 from airflow_provider_asana_audit.utils import rendered
-from airflow_provider_asana_audit.verify import ArchiveReport, parse_bound, verify_archive
+from airflow_provider_asana_audit.verify import ArchiveReport, verify_archive
+from airflow_provider_asana_audit.verify.check import parse_bound
+from airflow_provider_asana_audit.verify.report import counted
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -28,22 +31,6 @@ __all__ = ["AsanaAuditLogVerifyOperator"]
 class AsanaAuditLogVerifyOperator(BaseOperator):
     """
     Check an archive of exports and fail when it is not whole, saying what to re-export.
-
-    Reads the default layout under ``base_path`` on any Airflow object storage and checks every workspace
-    and set of filters for gaps and overlaps between files, files without a manifest and manifests
-    without a file, manifests whose ``sha256``, ``bytes`` or ``events`` do not match their file, lines that
-    are not JSON audit events, events outside their file's interval, gids in more than one file, and
-    staging objects left by export attempts that did not finish. Memory stays flat: files are streamed
-    and gids go to a temporary database on the worker's disk (about 50 bytes per event). Progress is
-    logged every 5 seconds, the summary at the end.
-
-    When the archive is not whole the task fails (without retries: the archive will not mend itself)
-    with the problems and the backfill commands that re-export what is damaged, unless
-    ``fail_when_not_whole=False``. The JSON report is written to ``report_path`` when given.
-
-    **XCom.** ``{"whole", "files", "events", "problems" (counts by kind), "reexport" (the commands),
-    "late_events" (added and removed counts, and how long after their interval Asana captured them at
-    least), "report" (the report's path or None)}``.
 
     :param base_path: the root of the default layout; default the config option
         ``[asana_audit_log] base_path``, else ``file://{AIRFLOW_HOME}/asana_audit_log``. (templated)
@@ -56,7 +43,11 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
     :param export_dag_id: the export DAG to name in the re-export commands; default the DAG named in the
         manifests. (templated)
     :param report_path: where to write the JSON report, a path or URI; default nowhere. (templated)
-    :param fail_when_not_whole: fail the task when a problem is found (default); otherwise only log it.
+    :param fail_when_not_whole: fail the task when a problem is found (default; without retries, since the
+        archive will not mend itself); otherwise only log it.
+
+    .. seealso:: docs/operators.md#checking-the-archive-asanaauditlogverifyoperator (parameters, XCom)
+        and docs/archive.md (what is checked)
     """
 
     template_fields: Sequence[str] = (
@@ -116,7 +107,9 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
             self.log.info("%s", line)
         if report_target is not None:
             body = (json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-            write_atomically(report_target, lambda raw: raw.write(body), log=self.log)
+            with atomic_write(report_target, log=self.log) as staged:
+                staged.file.write(body)
+                staged.commit()
             self.log.info("Wrote the JSON report to %s", report_target)
         if not report.whole:
             if self.fail_when_not_whole:
@@ -135,8 +128,8 @@ def _failure(report: ArchiveReport) -> str:
         message += " Re-export with: " + "; ".join(commands) + "."
     if lost:
         message += (
-            f" {len(lost)} damaged ranges are older than 90 days, and Asana no longer holds their events: "
-            "restore them from a backup."
+            f" {counted(len(lost), 'damaged range')} {'is' if len(lost) == 1 else 'are'} older than "
+            f"{RETENTION.days} days, and Asana no longer holds their events: restore them from a backup."
         )
     return message
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -17,12 +16,12 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_asana_audit.client import FILTER_NAMES, AuditLogQuery
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogConfigError,
     AsanaAuditLogError,
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook, AuditLogCheck
+from airflow_provider_asana_audit.query import FILTER_NAMES, AuditLogQuery
 from airflow_provider_asana_audit.rules import check_conn_id, check_integer, check_retention, check_window
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogTrigger
@@ -38,17 +37,6 @@ class AsanaAuditLogSensor(BaseSensorOperator):
     """
     Wait until at least ``min_events`` audit events match the filters in ``[start_at, end_at)``.
 
-    Each check is one small request (``min(min_events, 100)`` events), not a re-read of the window.
-    On success the sensor returns, and so pushes to XCom, a dict with ``count`` (events read, at least
-    ``min_events``; not the window's total), ``first_created_at``, ``first_gid``, ``last_created_at``,
-    ``last_gid`` and ``next_offset`` (the stream offset after the last event read, for
-    ``AsanaAuditLogHook.iter_pages(offset=...)`` with the same filters and window).
-
-    Works in ``poke`` and ``reschedule`` mode and, with ``deferrable=True``, frees its worker slot and
-    waits in the triggerer (:class:`~airflow_provider_asana_audit.triggers.audit_log.AsanaAuditLogTrigger`).
-    ``timeout``, ``soft_fail`` and ``poke_interval`` behave as for every sensor, in every mode; in
-    deferrable mode ``poke_interval`` is the trigger's polling interval.
-
     :param asana_audit_log_conn_id: the ``asana_audit_log`` connection id (templated).
     :param start_at: count events created at or after this instant (templated); an aware datetime or
         an ISO 8601 string. Default: the run's ``data_interval_start``.
@@ -60,6 +48,9 @@ class AsanaAuditLogSensor(BaseSensorOperator):
     :param min_events: how many matching events are enough, at least 1.
     :param deferrable: wait in the triggerer instead of a worker; default
         ``[operators] default_deferrable``.
+
+    .. seealso::
+        docs/sensors.md: the modes, the timeout, the XCom value, late events
     """
 
     template_fields: Sequence[str] = ("start_at", "end_at", *FILTER_NAMES, "asana_audit_log_conn_id")
@@ -162,17 +153,13 @@ class AsanaAuditLogSensor(BaseSensorOperator):
                 filters=self.filters,
                 min_events=self.min_events,
                 poll_interval=self.poke_interval,
-                timeout_at=self._deadline(),
+                # The trigger's own deadline: `airflow dags test` does not enforce `timeout` (always
+                # finite: Airflow refuses an endless one).
+                timeout_at=format_instant(datetime.now(timezone.utc) + timedelta(seconds=self.timeout)),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
-
-    def _deadline(self) -> str | None:
-        """When the deferred wait ends, as the trigger's ``timeout_at``; ``None`` for an endless timeout."""
-        if not math.isfinite(self.timeout):
-            return None
-        return format_instant(datetime.now(timezone.utc) + timedelta(seconds=self.timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> AuditLogCheck:
         """Resume after the trigger fired: return what it found, or fail with its message."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 from airflow_provider_asana_audit.get_provider_info import CONN_TYPE
 from airflow_provider_asana_audit.testing.data import DEFAULT_WORKSPACE_GID, generate_events, make_event
 from airflow_provider_asana_audit.testing.fake import DEFAULT_TOKEN, FakeAsana
-from airflow_provider_asana_audit.testing.faults import Fault, RecordedRequest, Stats
+from airflow_provider_asana_audit.testing.faults import Fault
 from airflow_provider_asana_audit.testing.query import INVALID_OFFSET_MESSAGE, ParsedRequest
+from airflow_provider_asana_audit.testing.recorder import RecordedRequest, Stats
 from airflow_provider_asana_audit.testing.vocabulary import (
     ACTOR_TYPES,
     EVENT_CATEGORIES,

@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_asana_audit.testing.instants import datetime_us, format_us, instant_us
 from airflow_provider_asana_audit.testing.vocabulary import ACTOR_TYPES, EVENT_TYPES, EventType
-from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 
 __all__ = [
     "DEFAULT_WORKSPACE_GID",
-    "epoch_us",
     "generate_events",
     "make_event",
 ]
@@ -47,7 +45,7 @@ __all__ = [
 #: The workspace the stand-in serves unless told otherwise.
 DEFAULT_WORKSPACE_GID = "1200000000000001"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY_US = 86_400_000_000
 _TYPES_BY_NAME = {t.name: t for t in EVENT_TYPES}
 # Cumulative weights, computed once: random.choices would otherwise sum them for every event.
 _TYPE_CUM_WEIGHTS = tuple(itertools.accumulate(t.weight for t in EVENT_TYPES))
@@ -144,11 +142,6 @@ _RULES = (
 )
 _LOGIN_TYPES = frozenset({"user_login_succeeded", "user_login_failed"})
 _WORKSPACE_NAME = "Acme Corp 🌍"
-
-
-def epoch_us(value: datetime) -> int:
-    """Microseconds since the Unix epoch of an aware datetime, exactly (no float rounding)."""
-    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def _named(rng: random.Random, resource_type: str) -> dict[str, Any]:
@@ -292,21 +285,12 @@ def make_event(
         kind = rng.choices(EVENT_TYPES, cum_weights=_TYPE_CUM_WEIGHTS)[0]
     else:
         kind = _TYPES_BY_NAME.get(event_type) or EventType(event_type, "other", "task")
-    instant = parse_instant(created_at, name="created_at")
-    instant = instant.replace(microsecond=instant.microsecond - instant.microsecond % 1000)
-    return _event(rng, gid=gid, created_at=format_instant(instant), kind=kind, workspace_gid=workspace_gid)
+    created_us = instant_us(created_at, name="created_at")
+    return _event(rng, gid=gid, created_at=format_us(created_us), kind=kind, workspace_gid=workspace_gid)
 
 
-def _format_ms(ms: int) -> str:
-    """``format_instant`` of a whole millisecond since the epoch, without building a datetime."""
-    seconds, millis = divmod(ms, 1000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
-
-
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return parse_instant(value)
+def _naive_as_utc_us(value: datetime) -> int:
+    return datetime_us(value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc))
 
 
 def generate_events(
@@ -335,21 +319,21 @@ def generate_events(
     :param count: the exact number of events, instead of ``per_day``.
     :return: a list of plain JSON-serialisable dicts.
     """
-    start_utc, end_utc = _as_utc(start), _as_utc(end)
+    start_us, end_us = _naive_as_utc_us(start), _naive_as_utc_us(end)
     if per_day < 0:
         raise ValueError(f"per_day must be >= 0, not {per_day}")
     if count is not None and count < 0:
         raise ValueError(f"count must be >= 0, not {count}")
-    if end_utc <= start_utc:
+    if end_us <= start_us:
         return []
     rng = random.Random(f"asana-audit-standin:{seed}")
     # Whole milliseconds: the first one at or after start, the span up to end (exclusive).
-    first_ms = -(-epoch_us(start_utc) // 1000)
-    span_ms = -(-epoch_us(end_utc) // 1000) - first_ms
+    first_ms = -(-start_us // 1000)
+    span_ms = -(-end_us // 1000) - first_ms
     if span_ms <= 0:
         return []
     if count is None:
-        count = round(per_day * ((end_utc - start_utc) / timedelta(days=1)))
+        count = round(per_day * ((end_us - start_us) / _DAY_US))
 
     stamps: list[int] = []
     random_ = rng.random
@@ -382,6 +366,6 @@ def generate_events(
     for ms, kind in zip(stamps, kinds, strict=True):
         gid += 1 + int(random_() * 5_000)
         events.append(
-            _event(rng, gid=str(gid), created_at=_format_ms(ms), kind=kind, workspace_gid=workspace_gid)
+            _event(rng, gid=str(gid), created_at=format_us(ms * 1000), kind=kind, workspace_gid=workspace_gid)
         )
     return events

@@ -3,8 +3,10 @@
 
 It composes the parts, each in its own module: the events
 (:mod:`~airflow_provider_asana_audit.testing.store`), request parsing and offsets
-(:mod:`~airflow_provider_asana_audit.testing.query`), faults, rate limits and counters
-(:mod:`~airflow_provider_asana_audit.testing.faults`), the endpoint's answers
+(:mod:`~airflow_provider_asana_audit.testing.query`), faults
+(:mod:`~airflow_provider_asana_audit.testing.faults`), rate limits
+(:mod:`~airflow_provider_asana_audit.testing.limits`), counters and the request log
+(:mod:`~airflow_provider_asana_audit.testing.recorder`), the endpoint's answers
 (:mod:`~airflow_provider_asana_audit.testing.responses`) and the HTTP transport
 (:mod:`~airflow_provider_asana_audit.testing.server`).
 
@@ -24,15 +26,10 @@ from urllib.parse import quote, urlencode
 
 from airflow_provider_asana_audit.get_provider_info import CONN_TYPE
 from airflow_provider_asana_audit.testing.data import DEFAULT_WORKSPACE_GID, generate_events
-from airflow_provider_asana_audit.testing.faults import (
-    Fault,
-    FaultQueue,
-    RecordedRequest,
-    Recorder,
-    Stats,
-    TokenBuckets,
-)
+from airflow_provider_asana_audit.testing.faults import Fault, FaultQueue
+from airflow_provider_asana_audit.testing.limits import TokenBuckets
 from airflow_provider_asana_audit.testing.query import Filters, OffsetCodec, ParsedRequest
+from airflow_provider_asana_audit.testing.recorder import RecordedRequest, Recorder, Stats
 from airflow_provider_asana_audit.testing.responses import AuditLogAPI
 from airflow_provider_asana_audit.testing.server import HttpServer
 from airflow_provider_asana_audit.testing.store import EventStore

@@ -26,9 +26,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_asana_audit.testing.data import epoch_us
+from airflow_provider_asana_audit.testing.instants import instant_us, parse_us
 from airflow_provider_asana_audit.testing.vocabulary import ACTOR_TYPES
-from airflow_provider_asana_audit.timeutils import parse_instant
 
 __all__ = [
     "INVALID_OFFSET_MESSAGE",
@@ -129,8 +128,8 @@ class Filters:
     ) -> Filters:
         """Filters from aware datetimes or ISO 8601 strings (as :meth:`FakeAsana.ground_truth` takes them)."""
         return cls(
-            start_us=None if start_at is None else epoch_us(parse_instant(start_at, name="start_at")),
-            end_us=None if end_at is None else epoch_us(parse_instant(end_at, name="end_at")),
+            start_us=None if start_at is None else instant_us(start_at, name="start_at"),
+            end_us=None if end_at is None else instant_us(end_at, name="end_at"),
             event_type=event_type,
             actor_type=actor_type,
             actor_gid=actor_gid,
@@ -175,8 +174,8 @@ def parse_params(params: Mapping[str, str]) -> tuple[Filters, int]:
             instants[name] = None
             continue
         try:
-            instants[name] = epoch_us(parse_instant(value, name=name))
-        except (ValueError, OverflowError):
+            instants[name] = parse_us(value)
+        except ValueError:
             raise BadRequest(f"{name}: Not a valid ISO 8601 date-time with a time zone: {value!r}") from None
     actor_type = params.get("actor_type")
     if actor_type is not None and actor_type not in ACTOR_TYPES:

@@ -5,7 +5,7 @@ How the stand-in answers ``GET /api/1.0/workspaces/{workspace_gid}/audit_log_eve
   (e.g. a personal access token) gets its 402 or 403; an unknown workspace gets 404, any other path
   404 too.
 * Over the per-token rate limit: 429 with an integer ``Retry-After`` (see
-  :class:`~airflow_provider_asana_audit.testing.faults.TokenBuckets`).
+  :class:`~airflow_provider_asana_audit.testing.limits.TokenBuckets`).
 * Parameters and offsets are read as :mod:`~airflow_provider_asana_audit.testing.query` describes;
   events are selected as :mod:`~airflow_provider_asana_audit.testing.store` describes.
 * **The stream contract:** ``next_page`` is ``null`` only when no event at all matches the filters.
@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from airflow_provider_asana_audit.testing.faults import Fault, FaultQueue, Recorder, TokenBuckets
+from airflow_provider_asana_audit.testing.faults import Fault, FaultQueue
+from airflow_provider_asana_audit.testing.limits import TokenBuckets
 from airflow_provider_asana_audit.testing.query import (
     INVALID_OFFSET_MESSAGE,
     BadRequest,
@@ -39,6 +40,7 @@ from airflow_provider_asana_audit.testing.query import (
     ParsedRequest,
     parse_params,
 )
+from airflow_provider_asana_audit.testing.recorder import Recorder
 from airflow_provider_asana_audit.testing.store import EventStore, cursor_of
 
 __all__ = ["AuditLogAPI", "Response", "error_response"]

@@ -39,6 +39,7 @@ class _Server(ThreadingHTTPServer):
         self.verbose = verbose
         self._active: dict[threading.Thread, socket.socket] = {}
         self._active_lock = threading.Lock()
+        self.connections = 0
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -50,6 +51,7 @@ class _Server(ThreadingHTTPServer):
         )
         with self._active_lock:
             self._active[thread] = request
+            self.connections += 1
         thread.start()
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:
@@ -156,6 +158,12 @@ class HttpServer:
         server.close_connections()
         if thread is not None:
             thread.join()
+
+    @property
+    def connections(self) -> int:
+        """Client connections accepted since the last :meth:`start`."""
+        server = self._server
+        return 0 if server is None else server.connections
 
     @property
     def base_url(self) -> str:

@@ -21,34 +21,40 @@ import copy
 import itertools
 import random
 import threading
+import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
 
-from airflow_provider_asana_audit.rules import retention_start
-from airflow_provider_asana_audit.testing.data import epoch_us, make_event
+from airflow_provider_asana_audit.testing.data import make_event
+from airflow_provider_asana_audit.testing.instants import parse_us
 from airflow_provider_asana_audit.testing.query import Cursor, Filters
-from airflow_provider_asana_audit.timeutils import parse_instant
 
-__all__ = ["EventStore", "cursor_of"]
+__all__ = ["AUDIT_LOG_BEGINS_US", "RETENTION_US", "EventStore", "cursor_of", "oldest_kept_us"]
 
+#: 2021-10-08T00:00:00Z, when Asana's audit log begins, in µs since the epoch.
+AUDIT_LOG_BEGINS_US = 1_633_651_200_000_000
+#: 90 days, how long Asana keeps an audit event, in µs.
+RETENTION_US = 90 * 24 * 3600 * 1_000_000
 _FIRST_GID = 1_207_000_000_000_000
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-_MICROSECOND = timedelta(microseconds=1)
+
+
+def oldest_kept_us(now_us: int | None = None) -> int:
+    """The oldest instant Asana still holds events for at ``now_us`` (default: now), in µs."""
+    if now_us is None:
+        now_us = time.time_ns() // 1000
+    return max(AUDIT_LOG_BEGINS_US, now_us - RETENTION_US)
 
 
 def _created_us(created_at: Any) -> int:
-    """``created_at`` in µs since the epoch; canonical ``...T09:22:05.004Z`` strings take a shortcut."""
-    if isinstance(created_at, str) and len(created_at) == 24 and created_at[-1] == "Z":
-        # A million generated events spend seconds in parse_instant; fromisoformat alone is quick.
-        try:
-            naive = datetime.fromisoformat(created_at[:-1])
-        except ValueError:
-            naive = None
-        if naive is not None and naive.tzinfo is None:
-            return (naive - _NAIVE_EPOCH) // _MICROSECOND
-    return epoch_us(parse_instant(created_at, name="created_at"))
+    """``created_at`` in µs since the epoch."""
+    if not isinstance(created_at, str):
+        raise ValueError(f"created_at must be an ISO 8601 string, not {created_at!r}")
+    try:
+        return parse_us(created_at)
+    except ValueError as err:
+        raise ValueError(f"created_at: {err}") from None
 
 
 def cursor_of(event: Mapping[str, Any]) -> Cursor:
@@ -181,7 +187,7 @@ class EventStore:
 
     def _select(self, filters: Filters, cursor: Cursor | None, limit: int | None) -> list[dict[str, Any]]:
         """:meth:`select`; the caller holds the lock."""
-        lower = epoch_us(retention_start())
+        lower = oldest_kept_us()
         if filters.start_us is not None:
             lower = max(lower, filters.start_us)
         cursors, events = self._cursors, self._events

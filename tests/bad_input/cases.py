@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_asana_audit.client import AsanaAuditLogClient, AuditLogQuery, RateLimiter, RetryPolicy
+from airflow_provider_asana_audit.budget import RateLimiter, RetryPolicy
+from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogAuthError,
     AsanaAuditLogConfigError,
@@ -34,6 +35,7 @@ from airflow_provider_asana_audit.get_provider_info import CONN_FIELDS, HIDDEN_F
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.operators.verify import AsanaAuditLogVerifyOperator
+from airflow_provider_asana_audit.query import AuditLogQuery
 from airflow_provider_asana_audit.sensors.audit_log import AsanaAuditLogSensor
 from airflow_provider_asana_audit.testing import Fault
 from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogEventTrigger, AsanaAuditLogTrigger
@@ -541,9 +543,9 @@ CASES: tuple[Case, ...] = (
         where="`concurrency`",
         bad="0, or above 32",
         error=AsanaAuditLogConfigError,
-        says=("concurrency={value} is out of range", "use 1 to 32"),
+        says=("concurrency={value} must be an integer from 1 to 32",),
         change="Use 1 to 32; a few (4 to 8) already reach Asana's rate limit.",
-        entries=("operator", "hook.iter_events", "hook.iter_pages", "hook.read_pages"),
+        entries=("operator", "hook.iter_events", "hook.iter_pages", "hook.iter_pages(query=)"),
         variants=({"concurrency": 0}, {"concurrency": 33}),
     ),
     Case(
@@ -553,7 +555,7 @@ CASES: tuple[Case, ...] = (
         error=AsanaAuditLogConfigError,
         says=("concurrency='4' must be an integer from 1 to 32",),
         change="Pass an int (`concurrency` is not templated).",
-        entries=("operator", "hook.iter_events", "hook.iter_pages", "hook.read_pages"),
+        entries=("operator", "hook.iter_events", "hook.iter_pages", "hook.iter_pages(query=)"),
         variants=({"concurrency": "4"},),
     ),
     Case(
@@ -563,7 +565,7 @@ CASES: tuple[Case, ...] = (
         error=AsanaAuditLogConfigError,
         says=("cannot continue from an offset", "use concurrency=1 to continue from an offset"),
         change="Continue from an offset with `concurrency=1`.",
-        entries=("hook.iter_pages", "hook.read_pages"),
+        entries=("hook.iter_pages", "hook.iter_pages(query=)"),
         variants=({"concurrency": 4, "offset": "an-offset", "start_at": START, "end_at": END},),
     ),
     Case(
@@ -573,7 +575,7 @@ CASES: tuple[Case, ...] = (
         error=AsanaAuditLogConfigError,
         says=("needs both start_at and end_at", "pass a closed window or use concurrency=1"),
         change="Give both ends, or read with `concurrency=1`.",
-        entries=("hook.iter_events", "hook.iter_pages", "hook.read_pages"),
+        entries=("hook.iter_events", "hook.iter_pages", "hook.iter_pages(query=)"),
         variants=({"concurrency": 4, "start_at": START},),
     ),
     Case(
@@ -584,7 +586,7 @@ CASES: tuple[Case, ...] = (
         says=("HTTP 400", "The pagination offset expired or belongs to another query"),
         change="Pass a `next_offset` of the same filters and window, soon after it was read; or start "
         "from the window's start.",
-        entries=("hook.iter_pages", "hook.read_pages"),
+        entries=("hook.iter_pages", "hook.iter_pages(query=)"),
         variants=({"offset": "not-an-offset"},),
         requests=1,
     ),
@@ -1042,7 +1044,7 @@ def _required() -> frozenset[str]:
             *(name for name in HIDDEN_FIELDS if name not in ("extra", "password", "host")),
         ],
     }
-    for method in ("iter_events", "iter_pages", "read_pages", "check", "acheck"):
+    for method in ("iter_events", "iter_pages", "check", "acheck"):
         owners[f"AsanaAuditLogHook.{method}"] = _parameters(getattr(AsanaAuditLogHook, method))
     return frozenset(f"{owner}.{name}" for owner, names in owners.items() for name in names)
 

@@ -15,25 +15,22 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_asana_audit.client import (
-    FILTER_NAMES,
-    AsanaAuditLogClient,
-    AuditLogQuery,
-    RateLimiter,
-    RetryPolicy,
-)
+from airflow_provider_asana_audit.budget import RateLimiter, RetryPolicy
+from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.operators.verify import AsanaAuditLogVerifyOperator
+from airflow_provider_asana_audit.query import FILTER_NAMES, AuditLogQuery
 from airflow_provider_asana_audit.sensors.audit_log import AsanaAuditLogSensor
 from airflow_provider_asana_audit.testing import FakeAsana
+from airflow_provider_asana_audit.testing.responses import Response
+from airflow_provider_asana_audit.testing.server import HttpServer
 from airflow_provider_asana_audit.timeutils import format_instant
 from airflow_provider_asana_audit.triggers.audit_log import (
     AsanaAuditLogEventTrigger,
@@ -41,7 +38,8 @@ from airflow_provider_asana_audit.triggers.audit_log import (
 )
 from airflow_provider_asana_audit.verify import main as verify_main
 from airflow_provider_asana_audit.verify import verify_archive
-from tests.helpers.exports import FAST_RETRY, midnight
+from tests.helpers.clients import FAST_RETRY
+from tests.helpers.exports import midnight
 
 __all__ = [
     "END",
@@ -69,13 +67,6 @@ PAT_403 = "2/bad-input-personal-access-token-403"
 START, END = midnight(3), midnight(2)
 #: The connection id every entry point uses (the default).
 CONN_ID = AsanaAuditLogHook.default_conn_name
-#: ``FAST_RETRY`` as a policy: transient failures are retried, quickly, three times in all.
-FAST_POLICY = RetryPolicy(
-    max_attempts=int(FAST_RETRY["max_attempts"]),
-    max_elapsed=FAST_RETRY["max_elapsed"],
-    backoff_base=FAST_RETRY["backoff_base"],
-    backoff_max=FAST_RETRY["backoff_max"],
-)
 #: Seconds a trigger gets to yield its first event.
 TRIGGER_DEADLINE = 30.0
 
@@ -84,7 +75,8 @@ class HtmlServer:
     """
     A local HTTP server that answers every request with an HTML page, as a proxy in the way would.
 
-    :param status: the status of every answer; change it before the case runs.
+    It is an application of the stand-in's HTTP transport; ``status`` is the status of every answer:
+    change it before the case runs.
     """
 
     def __init__(self) -> None:
@@ -93,35 +85,18 @@ class HtmlServer:
         self.body = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
         self._lock = threading.Lock()
         self._requests = 0
-        server = self
+        self._http = HttpServer(self._answer)
+        self._http.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:
-                with server._lock:
-                    server._requests += 1
-                self.send_response(server.status)
-                self.send_header("Content-Type", server.content_type)
-                self.send_header("Content-Length", str(len(server.body)))
-                self.end_headers()
-                self.wfile.write(server.body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._http.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._http.serve_forever, args=(0.05,), name="html-proxy", daemon=True
-        )
-        self._thread.start()
+    def _answer(self, method: str, target: str, headers: Iterable[tuple[str, str]]) -> Response:
+        with self._lock:
+            self._requests += 1
+        return Response(self.status, self.body, self.content_type)
 
     @property
     def base_url(self) -> str:
         """An API base URL that points at this server."""
-        return f"http://127.0.0.1:{self._http.server_address[1]}/api/1.0"
+        return f"{self._http.base_url}/api/1.0"
 
     @property
     def requests(self) -> int:
@@ -130,9 +105,7 @@ class HtmlServer:
             return self._requests
 
     def stop(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join()
+        self._http.stop()
 
 
 @dataclass
@@ -230,7 +203,7 @@ def _raised(call: Callable[[], object]) -> Outcome:
 def _hook(params: Params) -> AsanaAuditLogHook:
     return AsanaAuditLogHook(
         params.get("asana_audit_log_conn_id", CONN_ID),
-        retry=params.get("retry", FAST_POLICY),
+        retry=params.get("retry", FAST_RETRY),
         **_pick(params, "connect_timeout", "read_timeout", "requests_per_minute"),
     )
 
@@ -255,7 +228,7 @@ def run_operator(world: World, params: Params) -> Outcome:
     kwargs = dict(params)
     if "retry" in kwargs:
         kwargs["request_retry"] = kwargs.pop("retry")
-    kwargs.setdefault("request_retry", FAST_POLICY)
+    kwargs.setdefault("request_retry", FAST_RETRY)
     kwargs.setdefault("base_path", str(world.out))
     kwargs.setdefault("settle_period", timedelta(0))
 
@@ -305,10 +278,10 @@ def run_iter_pages(world: World, params: Params) -> Outcome:
     return _raised(lambda: list(_hook(params).iter_pages(**method)))
 
 
-def run_read_pages(world: World, params: Params) -> Outcome:
+def run_iter_pages_query(world: World, params: Params) -> Outcome:
     def read() -> object:
         query = AuditLogQuery(**_pick(params, "start_at", "end_at", "page_size"))
-        return list(_hook(params).read_pages(query, **_pick(params, "offset", "concurrency")))
+        return list(_hook(params).iter_pages(query=query, **_pick(params, "offset", "concurrency")))
 
     return _raised(read)
 
@@ -385,7 +358,7 @@ def run_client(world: World, params: Params) -> Outcome:
         "token": conn.get("password") or "",
         "workspace_gid": (conn.get("extra") or {}).get("workspace_gid") or "",
         "base_url": conn.get("host") or world.fake.base_url,
-        "retry": FAST_POLICY,
+        "retry": FAST_RETRY,
         **params,
     }
 
@@ -513,10 +486,10 @@ ENTRIES: dict[str, Entry] = {
             _hook_method("iter_pages", *_WINDOW, *FILTER_NAMES, "page_size", "concurrency", "offset"),
         ),
         Entry(
-            "hook.read_pages",
-            run_read_pages,
-            _hook_method("read_pages", "concurrency", "offset")
-            | {name: f"{_HOOK}.read_pages.query" for name in (*_WINDOW, "page_size")},
+            "hook.iter_pages(query=)",
+            run_iter_pages_query,
+            _hook_method("iter_pages", "concurrency", "offset")
+            | {name: f"{_HOOK}.iter_pages.query" for name in (*_WINDOW, "page_size")},
         ),
         Entry(
             "hook.check",

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_asana_audit.client import RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.testing import FakeAsana
 from tests.helpers.dags import copy_example, load_dag, run_dag

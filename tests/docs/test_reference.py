@@ -35,9 +35,9 @@ DOCUMENTED = {
     "airflow_provider_asana_audit.triggers.audit_log.AsanaAuditLogTrigger": "docs/triggers.md",
     "airflow_provider_asana_audit.triggers.audit_log.AsanaAuditLogEventTrigger": "docs/triggers.md",
     "airflow_provider_asana_audit.client.AsanaAuditLogClient": "docs/hooks.md",
-    "airflow_provider_asana_audit.client.AuditLogQuery": "docs/hooks.md",
-    "airflow_provider_asana_audit.client.RetryPolicy": "docs/hooks.md",
-    "airflow_provider_asana_audit.client.RateLimiter": "docs/hooks.md",
+    "airflow_provider_asana_audit.query.AuditLogQuery": "docs/hooks.md",
+    "airflow_provider_asana_audit.budget.RetryPolicy": "docs/hooks.md",
+    "airflow_provider_asana_audit.budget.RateLimiter": "docs/hooks.md",
     "airflow_provider_asana_audit.testing.FakeAsana": "docs/testing.md",
 }
 #: How the docs write a default that is read from Airflow's configuration when the module is imported.

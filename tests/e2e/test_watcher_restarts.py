@@ -32,8 +32,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_asana_audit.client import AsanaAuditLogClient, AuditLogQuery
+from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.get_provider_info import CONN_TYPE
+from airflow_provider_asana_audit.query import AuditLogQuery
 from airflow_provider_asana_audit.testing.data import DEFAULT_WORKSPACE_GID
 from airflow_provider_asana_audit.testing.fake import DEFAULT_TOKEN
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant

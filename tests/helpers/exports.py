@@ -1,4 +1,4 @@
-"""What an export file must hold, how to read one, and the instants the export tests use."""
+"""What an export file must hold, how to read one, and the midnights the export tests use."""
 
 from __future__ import annotations
 
@@ -9,16 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FAST_RETRY", "midnight", "read_events", "serialise"]
-
-#: A ``RetryPolicy`` (as keyword arguments) that retries fast: faults are retried, but a fault that
-#: outlasts 3 attempts fails the task quickly.
-FAST_RETRY: dict[str, float] = {
-    "max_attempts": 3,
-    "backoff_base": 0.01,
-    "backoff_max": 0.05,
-    "max_elapsed": 30,
-}
+__all__ = ["midnight", "read_events", "serialise"]
 
 
 def midnight(days_ago: int) -> datetime:

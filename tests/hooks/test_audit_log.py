@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
-from airflow_provider_asana_audit.client import DEFAULT_BASE_URL, RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook, AuditLogCheck
+from airflow_provider_asana_audit.query import AuditLogQuery
 from airflow_provider_asana_audit.testing import FakeAsana, Fault
 from airflow_provider_asana_audit.timeutils import format_instant
+from airflow_provider_asana_audit.transport import DEFAULT_BASE_URL
 
 CONN_ID = "asana_audit_log_default"
 
@@ -69,6 +71,40 @@ def test_pages_carry_the_offset_to_continue_from(asana_conn: FakeAsana) -> None:
     new = asana_conn.append_events(2)
     later = [e for page in hook.iter_pages(page_size=100, offset=last.next_offset) for e in page.events]
     assert later == new
+
+
+def test_a_ready_query_reads_the_pages_of_its_window(asana_conn: FakeAsana) -> None:
+    truth = asana_conn.ground_truth()
+    start, end = truth[10]["created_at"], truth[40]["created_at"]
+    hook = AsanaAuditLogHook()
+
+    pages = list(hook.iter_pages(query=AuditLogQuery.build(start, end, page_size=9)))
+
+    assert [e for page in pages for e in page.events] == asana_conn.ground_truth(start, end)
+    assert [len(page.events) for page in pages] == [
+        len(page.events) for page in hook.iter_pages(start, end, page_size=9)
+    ]
+
+
+@pytest.mark.parametrize(
+    "window", [{"start_at": "2026-01-01T00:00:00Z"}, {"event_type": "user_login_failed"}, {"page_size": 5}]
+)
+def test_a_query_with_a_window_or_filters_is_refused_before_any_request(
+    asana_conn: FakeAsana, window: dict[str, Any]
+) -> None:
+    with pytest.raises(AsanaAuditLogConfigError, match="either query= or the window"):
+        AsanaAuditLogHook().iter_pages(query=AuditLogQuery(), **window)
+    assert asana_conn.stats.requests == 0
+
+
+def test_iter_events_is_the_clients_read(asana_conn: FakeAsana, mocker: MockerFixture) -> None:
+    hook = AsanaAuditLogHook()
+    spy = mocker.spy(hook.client, "iter_events")
+
+    events = list(hook.iter_events(event_type="user_login_failed", page_size=10))
+
+    assert events == asana_conn.ground_truth(event_type="user_login_failed")
+    spy.assert_called_once_with(AuditLogQuery(event_type="user_login_failed", page_size=10), concurrency=1)
 
 
 def test_reads_a_connection_from_a_secrets_backend(standin: FakeAsana, tmp_path: Path) -> None:
@@ -305,6 +341,22 @@ def test_check_continues_from_its_next_offset_with_the_events_after_the_last_one
     after = next(hook.iter_pages(start_at, page_size=5, offset=found["next_offset"]))
 
     assert after.events == asana_conn.ground_truth(start_at)[5:10]
+
+
+def test_check_of_more_than_a_page_closes_its_read_when_it_has_enough(
+    asana_conn: FakeAsana, mocker: MockerFixture
+) -> None:
+    start_at = _days_ago(3)
+    truth = asana_conn.ground_truth(start_at)
+    assert len(truth) > 101
+    hook = AsanaAuditLogHook()
+    spy = mocker.spy(hook.client, "iter_pages")
+
+    found = hook.check(start_at=start_at, min_events=101)
+
+    assert found["count"] == min(len(truth), 200)  # two pages of 100
+    (pages,) = spy.spy_return_list
+    assert pages.gi_frame is None  # closed, not left suspended after the second page
 
 
 def test_check_of_a_window_without_matches_finds_nothing(asana_conn: FakeAsana) -> None:

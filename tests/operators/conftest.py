@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_asana_audit.testing import FakeAsana
+from tests.helpers.clients import FAST_RETRY_ARGS
 from tests.helpers.dags import DagRunResult, load_dag, run_dag, write_dag
-from tests.helpers.exports import FAST_RETRY
 
 _DAG_ID = "asana_audit_export_under_test"
 
@@ -30,7 +30,7 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow_provider_asana_audit.client import RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 
@@ -78,11 +78,11 @@ def run_export(
 
     ``logical_date`` is the end of the exported day (the data interval is the day before it);
     ``options`` are the operator's arguments, plus ``schedule``, ``settle_seconds`` and
-    ``request_retry`` (a dict for ``RetryPolicy``, default ``FAST_RETRY``).
+    ``request_retry`` (a dict for ``RetryPolicy``, default ``FAST_RETRY_ARGS``).
     """
 
     def run(logical_date: datetime | None, **options: Any) -> DagRunResult:
-        options.setdefault("request_retry", FAST_RETRY)
+        options.setdefault("request_retry", FAST_RETRY_ARGS)
         monkeypatch.setenv("ASANA_EXPORT_TEST_OPTIONS", json.dumps(options))
         return run_dag(load_dag(export_dag_file, _DAG_ID), logical_date)
 

@@ -23,10 +23,10 @@ from airflow.providers.common.compat.sdk import (
 from pytest_mock import MockerFixture
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.client import FILTER_NAMES, Page
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
+from airflow_provider_asana_audit.query import FILTER_NAMES, Page
 from airflow_provider_asana_audit.testing import FakeAsana
 from airflow_provider_asana_audit.timeutils import format_instant
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS, AirflowRescheduleException
@@ -56,15 +56,15 @@ def _files(directory: Path) -> list[str]:
 
 
 def _pages(*pages: list[dict[str, Any]], then: BaseException | None = None) -> Any:
-    """A stand-in for ``AsanaAuditLogHook.read_pages`` that yields ``pages``, then raises ``then``."""
+    """A stand-in for ``AsanaAuditLogHook.iter_pages`` that yields ``pages``, then raises ``then``."""
 
-    def read_pages(self: AsanaAuditLogHook, *args: Any, **kwargs: Any) -> Iterator[Page]:
+    def iter_pages(self: AsanaAuditLogHook, *args: Any, **kwargs: Any) -> Iterator[Page]:
         for events in pages:
             yield Page(events=events, next_offset="next")
         if then is not None:
             raise then
 
-    return read_pages
+    return iter_pages
 
 
 # ---------------------------------------------------------------- the interval
@@ -330,7 +330,7 @@ def test_events_outside_the_interval_are_dropped(
     before = {**truth[0], "gid": "1", "created_at": "2000-01-01T00:00:00.000Z"}
     after = {**truth[-1], "gid": "2", "created_at": format_instant(END)}
     pages = [[before, truth[0], truth[1]], [*truth[2:], after]]
-    mocker.patch.object(AsanaAuditLogHook, "read_pages", _pages(*pages))
+    mocker.patch.object(AsanaAuditLogHook, "iter_pages", _pages(*pages))
 
     summary = _operator(destination=f"{tmp_path}/day.jsonl").execute(_context())
 

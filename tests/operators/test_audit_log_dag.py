@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_asana_audit.client import FILTER_NAMES
+from airflow_provider_asana_audit.query import FILTER_NAMES
 from airflow_provider_asana_audit.testing import FakeAsana, Fault
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.helpers.clients import FAST_RETRY_ARGS
 from tests.helpers.dags import DagRunResult
-from tests.helpers.exports import FAST_RETRY, midnight, read_events, serialise
+from tests.helpers.exports import midnight, read_events, serialise
 
 RunExport = Callable[..., DagRunResult]
 
@@ -156,7 +157,7 @@ def test_transient_faults_during_export_still_give_the_exact_ground_truth(
         end,
         destination=_destination(export_dir),
         page_size=4,
-        request_retry={**FAST_RETRY, "max_attempts": 10},
+        request_retry={**FAST_RETRY_ARGS, "max_attempts": 10},
     )
 
     assert run.task_state == "success"

@@ -16,9 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.testing import FakeAsana
-from tests.helpers.exports import FAST_RETRY, midnight
+from tests.helpers.clients import FAST_RETRY_ARGS
+from tests.helpers.exports import midnight
 
 START, END = midnight(3), midnight(2)
 #: What the operator reads of a task's context when called directly.
@@ -61,12 +65,8 @@ def test_a_failed_export_names_only_what_it_read(asana_conn: FakeAsana, tmp_path
     operator = AsanaAuditLogExportOperator(
         task_id="export", destination=f"{blocker}/day.jsonl.gz", settle_period=timedelta(0)
     )
-    try:
-        operator.execute(_CONTEXT)
-    except Exception:  # the destination cannot be written; the point is the lineage afterwards
-        pass
-    else:  # pragma: no cover
-        raise AssertionError("writing under a regular file must fail")
+    with pytest.raises(AsanaAuditLogConfigError, match="Cannot write the export to"):
+        operator.execute(_CONTEXT)  # under a regular file; the point is the lineage afterwards
 
     lineage = operator.get_openlineage_facets_on_complete(None)
 
@@ -87,7 +87,7 @@ def test_the_openlineage_listener_emits_the_final_file_not_the_staging_object(
         ),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "asana-audit-tests",
         "ASANA_EXPORT_TEST_OPTIONS": json.dumps(
-            {"destination": f"{export_dir}/day.jsonl.gz", "request_retry": FAST_RETRY}
+            {"destination": f"{export_dir}/day.jsonl.gz", "request_retry": FAST_RETRY_ARGS}
         ),
     }
     # A process of its own: the OpenLineage provider reads its configuration once per process.

@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from airflow_provider_asana_audit.client import RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.testing import FakeAsana, Fault, ParsedRequest
+from tests.helpers.clients import FAST_RETRY
 from tests.helpers.waiting import DEADLINE, wait_until
 
 __all__ = [
-    "FAST_RETRY",
     "FIGURES",
     "ROOT",
     "SEED",
@@ -55,10 +55,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("worker.py")
 #: The seed of every random choice (kill points, fault draws); ``ASANA_RELIABILITY_SEED`` overrides it.
 SEED = int(os.environ.get("ASANA_RELIABILITY_SEED", "20261126"))
-
-
-#: Retries fast: transient faults are retried at once, a fault that outlasts 3 attempts fails quickly.
-FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05, max_elapsed=30)
 
 
 def export(

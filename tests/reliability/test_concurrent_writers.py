@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow_provider_asana_audit.client import FILTER_NAMES
+from airflow_provider_asana_audit.query import FILTER_NAMES
 from airflow_provider_asana_audit.storage import default_destination
 from airflow_provider_asana_audit.testing import FakeAsana
 from airflow_provider_asana_audit.timeutils import format_instant

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_asana_audit.client import RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
 from airflow_provider_asana_audit.testing import FakeAsana, Fault
 from tests.helpers.exports import midnight, serialise
 

@@ -41,9 +41,9 @@ from unittest import mock
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from airflow_provider_asana_audit import storage
-from airflow_provider_asana_audit.client import RetryPolicy
+from airflow_provider_asana_audit.budget import RetryPolicy
+from airflow_provider_asana_audit.export_file import HashingWriter
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
-from airflow_provider_asana_audit.storage import HashingWriter
 
 #: Retries fast, as the tests' FAST_RETRY does.
 _RETRY = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05, max_elapsed=30)

@@ -17,16 +17,17 @@ from airflow.providers.common.compat.sdk import (
     TaskDeferred,
 )
 
-from airflow_provider_asana_audit.client import FILTER_NAMES
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogConfigError,
     AsanaAuditLogError,
     AsanaAuditLogRetentionError,
 )
+from airflow_provider_asana_audit.query import FILTER_NAMES
 from airflow_provider_asana_audit.sensors.audit_log import AsanaAuditLogSensor
 from airflow_provider_asana_audit.testing import FakeAsana
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 from airflow_provider_asana_audit.triggers.audit_log import AsanaAuditLogTrigger
+from tests.helpers.clients import now_ms
 
 FAILED_LOGIN = "user_login_failed"
 #: What a template renders when its value is missing; each means "not set".
@@ -39,12 +40,6 @@ SUMMARY = {
     "last_gid": "1",
     "next_offset": "abc",
 }
-
-
-def _now() -> str:
-    """Now, to the millisecond as Asana's ``created_at`` (an event created now is not before it)."""
-    now = datetime.now(timezone.utc)
-    return format_instant(now.replace(microsecond=now.microsecond // 1000 * 1000))
 
 
 def _days_ago(days: int) -> str:
@@ -92,7 +87,7 @@ def test_min_events_above_a_page_reads_only_until_enough_were_found(asana_conn: 
 
 
 def test_poke_is_not_done_while_fewer_than_min_events_match(asana_conn: FakeAsana) -> None:
-    start_at = _now()
+    start_at = format_instant(now_ms())
     asana_conn.append_events(1, event_type=FAILED_LOGIN)
 
     result = _sensor(start_at=start_at, event_type=FAILED_LOGIN, min_events=2).poke({})
@@ -213,7 +208,7 @@ def test_deferrable_sensor_succeeds_at_once_without_deferring_when_enough_events
 def test_deferrable_sensor_defers_to_the_trigger_with_its_window_filters_and_timeout(
     asana_conn: FakeAsana,
 ) -> None:
-    start_at = _now()
+    start_at = format_instant(now_ms())
     sensor = _sensor(
         start_at=start_at, event_type=FAILED_LOGIN, min_events=3, deferrable=True, poke_interval=7, timeout=90
     )
@@ -239,6 +234,12 @@ def test_deferrable_sensor_defers_to_the_trigger_with_its_window_filters_and_tim
     assert timeout_at <= after + timedelta(seconds=90)
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout == timedelta(seconds=90)
+
+
+def test_airflow_refuses_an_endless_timeout_so_the_trigger_always_gets_a_deadline() -> None:
+    # What the deferral's `timeout_at` relies on, on every supported Airflow.
+    with pytest.raises(OverflowError):
+        _sensor(timeout=float("inf"))
 
 
 def test_execute_complete_returns_the_summary_of_a_success_event() -> None:

@@ -9,25 +9,19 @@ what the sensor must report.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from airflow_provider_asana_audit.testing import FakeAsana
 from airflow_provider_asana_audit.timeutils import format_instant
+from tests.helpers.clients import now_ms
 from tests.helpers.dags import DagRunResult, reschedules
 
 FAILED_LOGIN = "user_login_failed"
 
 RunSensor = Callable[..., DagRunResult]
 AppendAfter = Callable[..., None]
-
-
-def _now() -> str:
-    """Now, to the millisecond as Asana's ``created_at`` (an event created now is not before it)."""
-    now = datetime.now(timezone.utc)
-    return format_instant(now.replace(microsecond=now.microsecond // 1000 * 1000))
 
 
 def _expected(standin: FakeAsana, start_at: str, n: int) -> dict[str, Any]:
@@ -49,7 +43,7 @@ def _without_offset(found: dict[str, Any]) -> dict[str, Any]:
 def test_sensor_succeeds_in_its_mode_when_events_arrive_while_it_waits(
     mode: str, run_sensor: RunSensor, append_after: AppendAfter, asana_conn: FakeAsana
 ) -> None:
-    start_at = _now()
+    start_at = format_instant(now_ms())
     append_after(1, 1, event_type="task_deleted")  # not of interest
     append_after(2, 2, event_type=FAILED_LOGIN)  # after the second check found nothing
 
@@ -70,7 +64,7 @@ def test_sensor_succeeds_in_its_mode_when_events_arrive_while_it_waits(
 def test_deferrable_sensor_succeeds_when_events_arrive_while_the_trigger_waits(
     run_sensor: RunSensor, append_after: AppendAfter, asana_conn: FakeAsana
 ) -> None:
-    start_at = _now()
+    start_at = format_instant(now_ms())
     append_after(2, 2, event_type=FAILED_LOGIN)  # after the sensor's check and the trigger's first poll
 
     run = run_sensor(
@@ -84,7 +78,7 @@ def test_deferrable_sensor_succeeds_when_events_arrive_while_the_trigger_waits(
 
 
 def test_sensor_fails_when_no_event_arrives_before_the_timeout(run_sensor: RunSensor) -> None:
-    run = run_sensor(start_at=_now(), event_type=FAILED_LOGIN, poke_interval=0.5, timeout=2)
+    run = run_sensor(start_at=format_instant(now_ms()), event_type=FAILED_LOGIN, poke_interval=0.5, timeout=2)
 
     assert run.task_state == "failed"
     assert run.xcom("wait") is None
@@ -92,7 +86,7 @@ def test_sensor_fails_when_no_event_arrives_before_the_timeout(run_sensor: RunSe
 
 def test_soft_fail_sensor_is_skipped_when_no_event_arrives_before_the_timeout(run_sensor: RunSensor) -> None:
     run = run_sensor(
-        start_at=_now(),
+        start_at=format_instant(now_ms()),
         event_type=FAILED_LOGIN,
         mode="reschedule",
         poke_interval=0.5,
@@ -105,7 +99,13 @@ def test_soft_fail_sensor_is_skipped_when_no_event_arrives_before_the_timeout(ru
 
 def test_deferrable_sensor_fails_when_no_event_arrives_before_the_timeout(run_sensor: RunSensor) -> None:
     # `dags test` ignores a deferred task's timeout: the trigger's own deadline must end the wait.
-    run = run_sensor(start_at=_now(), event_type=FAILED_LOGIN, deferrable=True, poke_interval=0.5, timeout=2)
+    run = run_sensor(
+        start_at=format_instant(now_ms()),
+        event_type=FAILED_LOGIN,
+        deferrable=True,
+        poke_interval=0.5,
+        timeout=2,
+    )
 
     assert run.task_state == "failed"
     assert run.xcom("wait") is None
@@ -115,7 +115,7 @@ def test_deferrable_soft_fail_sensor_is_skipped_when_no_event_arrives_before_the
     run_sensor: RunSensor,
 ) -> None:
     run = run_sensor(
-        start_at=_now(),
+        start_at=format_instant(now_ms()),
         event_type=FAILED_LOGIN,
         deferrable=True,
         poke_interval=0.5,

@@ -1,4 +1,4 @@
-"""Fixtures of the stand-in's tests: running stand-ins and naive clients for them."""
+"""Fixtures of the stand-in's tests: a naive client of the stand-in (``fake``, in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ import pytest
 from airflow_provider_asana_audit.testing import FakeAsana
 
 from .support import NaiveClient
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAsana]:
-    """A running stand-in with a week of generated events (about 210)."""
-    with FakeAsana(seed=3, events_per_day=30) as running:
-        yield running
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 
 from .support import DOCUMENTED_EVENT_TYPES
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NEW_YEAR = datetime(2026, 1, 1, tzinfo=timezone.utc)
 KEYS = {"gid", "created_at", "event_type", "event_category", "actor", "resource", "details", "context"}
 WITH_SUBTYPE = {"task", "attachment", "story", "custom_field", "status_update"}
 
@@ -24,44 +24,46 @@ WITH_SUBTYPE = {"task", "attachment", "story", "custom_field", "status_update"}
 @pytest.fixture(scope="module")
 def week() -> list[dict[str, Any]]:
     """Five days of 300 events: 1,500 events."""
-    return generate_events(seed=1, start=T0, end=T0 + timedelta(days=5), per_day=300)
+    return generate_events(seed=1, start=NEW_YEAR, end=NEW_YEAR + timedelta(days=5), per_day=300)
 
 
 @pytest.fixture(scope="module")
 def many() -> list[dict[str, Any]]:
     """Enough events for the rare shapes (a few in a thousand) to appear."""
-    return generate_events(seed=4, start=T0, end=T0 + timedelta(days=10), count=20_000)
+    return generate_events(seed=4, start=NEW_YEAR, end=NEW_YEAR + timedelta(days=10), count=20_000)
 
 
 # ---------------------------------------------------------------------------------------- determinism
 
 
 def test_the_same_seed_gives_the_same_events() -> None:
-    kwargs: dict[str, Any] = {"start": T0, "end": T0 + timedelta(days=1), "per_day": 300}
+    kwargs: dict[str, Any] = {"start": NEW_YEAR, "end": NEW_YEAR + timedelta(days=1), "per_day": 300}
     assert generate_events(seed=5, **kwargs) == generate_events(seed=5, **kwargs)
 
 
 def test_another_seed_gives_other_events() -> None:
-    kwargs: dict[str, Any] = {"start": T0, "end": T0 + timedelta(days=1), "per_day": 300}
+    kwargs: dict[str, Any] = {"start": NEW_YEAR, "end": NEW_YEAR + timedelta(days=1), "per_day": 300}
     assert generate_events(seed=5, **kwargs) != generate_events(seed=6, **kwargs)
 
 
 def test_per_day_gives_that_many_events_a_day() -> None:
-    assert len(generate_events(seed=1, start=T0, end=T0 + timedelta(days=2.5), per_day=100)) == 250
+    assert (
+        len(generate_events(seed=1, start=NEW_YEAR, end=NEW_YEAR + timedelta(days=2.5), per_day=100)) == 250
+    )
 
 
 def test_count_gives_exactly_that_many_events() -> None:
-    events = generate_events(seed=1, start=T0, end=T0 + timedelta(days=7), per_day=5, count=1_234)
+    events = generate_events(seed=1, start=NEW_YEAR, end=NEW_YEAR + timedelta(days=7), per_day=5, count=1_234)
     assert len(events) == 1_234
 
 
 def test_negative_count_is_refused() -> None:
     with pytest.raises(ValueError, match="count"):
-        generate_events(seed=1, start=T0, end=T0 + timedelta(days=1), count=-1)
+        generate_events(seed=1, start=NEW_YEAR, end=NEW_YEAR + timedelta(days=1), count=-1)
 
 
 def test_an_empty_range_gives_no_events() -> None:
-    assert generate_events(seed=1, start=T0, end=T0, count=10) == []
+    assert generate_events(seed=1, start=NEW_YEAR, end=NEW_YEAR, count=10) == []
 
 
 # ---------------------------------------------------------------------------------------- vocabulary
@@ -95,19 +97,23 @@ def test_most_types_are_rare(many: list[dict[str, Any]]) -> None:
 
 
 def test_make_event_accepts_an_unknown_type_as_category_other() -> None:
-    event = make_event(random.Random(1), gid="1207000000000001", created_at=T0, event_type="brand_new_type")
+    event = make_event(
+        random.Random(1), gid="1207000000000001", created_at=NEW_YEAR, event_type="brand_new_type"
+    )
     assert event["event_type"] == "brand_new_type"
     assert event["event_category"] == "other"
 
 
 def test_make_event_with_a_documented_type_uses_its_category() -> None:
-    event = make_event(random.Random(1), gid="1207000000000001", created_at=T0, event_type="user_invited")
+    event = make_event(
+        random.Random(1), gid="1207000000000001", created_at=NEW_YEAR, event_type="user_invited"
+    )
     assert event["event_category"] == "user_updates"
     assert event["resource"]["resource_type"] == "user"
 
 
 def test_make_event_truncates_to_the_millisecond() -> None:
-    created_at = T0 + timedelta(microseconds=123_456)
+    created_at = NEW_YEAR + timedelta(microseconds=123_456)
     event = make_event(random.Random(1), gid="1207000000000001", created_at=created_at)
     assert event["created_at"] == "2026-01-01T00:00:00.123Z"
 
@@ -129,7 +135,7 @@ def test_created_at_is_utc_milliseconds_inside_the_range(week: list[dict[str, An
     for event in week:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", event["created_at"])
         assert format_instant(parse_instant(event["created_at"])) == event["created_at"]
-        assert T0 <= parse_instant(event["created_at"]) < T0 + timedelta(days=5)
+        assert NEW_YEAR <= parse_instant(event["created_at"]) < NEW_YEAR + timedelta(days=5)
 
 
 def test_events_come_in_serving_order(week: list[dict[str, Any]]) -> None:
@@ -207,7 +213,7 @@ def test_names_use_non_ascii_and_emoji(week: list[dict[str, Any]]) -> None:
 
 
 def test_some_events_share_a_created_at_in_small_groups() -> None:
-    events = generate_events(seed=2, start=T0, end=T0 + timedelta(days=3), per_day=200)
+    events = generate_events(seed=2, start=NEW_YEAR, end=NEW_YEAR + timedelta(days=3), per_day=200)
     counts = collections.Counter(e["created_at"] for e in events)
     shared = sum(n for n in counts.values() if n > 1)
     assert max(counts.values()) <= 5

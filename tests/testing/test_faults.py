@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from airflow_provider_asana_audit.testing import FakeAsana, Fault, Stats
-from airflow_provider_asana_audit.testing.faults import TokenBuckets
+from airflow_provider_asana_audit.testing.limits import TokenBuckets
 
 from .support import INVALID_OFFSET, NaiveClient, error_of
 

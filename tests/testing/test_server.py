@@ -53,6 +53,18 @@ def test_the_app_gets_method_target_and_headers(echo: tuple[HttpServer, EchoApp]
     assert (method, target, headers["X-Test"]) == ("PUT", "/a?b=1", "t")
 
 
+def test_the_server_counts_client_connections_not_requests(echo: tuple[HttpServer, EchoApp]) -> None:
+    server, app = echo
+    assert server.connections == 0
+    with requests.Session() as session:
+        for _ in range(3):
+            assert session.get(f"{server.base_url}/a", timeout=10).status_code == 201
+    assert requests.get(f"{server.base_url}/b", timeout=10).status_code == 201
+    assert (len(app.seen), server.connections) == (4, 2)
+    server.stop()
+    assert server.connections == 0
+
+
 def test_a_dropped_request_gets_no_response(echo: tuple[HttpServer, EchoApp]) -> None:
     server, _app = echo
     with pytest.raises(requests.ConnectionError):

@@ -26,6 +26,7 @@ from airflow_provider_asana_audit.triggers.audit_log import (
     AsanaAuditLogTrigger,
 )
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.helpers.clients import now_ms
 from tests.helpers.waiting import await_until
 from tests.triggers.support import Watch, gids
 
@@ -37,11 +38,6 @@ T = TypeVar("T")
 def _run(coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
     """Run a coroutine to completion in a fresh event loop, with a safety timeout."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def _now() -> datetime:
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _rebuild(trigger: Any) -> Any:
@@ -113,7 +109,7 @@ def test_watch_trigger_refuses_bad_filters_when_the_dag_is_parsed() -> None:
 
 
 def test_wait_trigger_fires_once_events_are_appended_while_it_polls(asana_conn: FakeAsana) -> None:
-    start_at = _now()
+    start_at = now_ms()
 
     async def scenario() -> dict[str, Any]:
         waiting = asyncio.ensure_future(
@@ -164,7 +160,7 @@ def test_wait_trigger_gives_up_with_a_timeout_event_at_its_deadline(asana_conn: 
     payload = _run(
         _first_event(
             _wait_trigger(
-                start_at=format_instant(_now()),
+                start_at=format_instant(now_ms()),
                 filters={"event_type": FAILED_LOGIN},
                 poll_interval=60,  # the deadline, not the next poll, ends the wait
                 timeout_at=format_instant(timeout_at),
@@ -245,7 +241,7 @@ def test_watch_trigger_from_now_delivers_only_events_created_after_it_started(as
 
 
 def test_watch_trigger_delivers_each_event_once_when_its_offset_expires(asana_conn: FakeAsana) -> None:
-    start_at = _now()
+    start_at = now_ms()
     instant = start_at + timedelta(milliseconds=5)  # several events share one created_at
     delivered: list[dict[str, Any]] = []
 
@@ -281,7 +277,7 @@ def test_watch_trigger_delivers_each_event_once_when_its_offset_expires(asana_co
 
 
 def test_watch_trigger_payload_is_small_json_with_who_what_and_when(asana_conn: FakeAsana) -> None:
-    start_at = _now()
+    start_at = now_ms()
     event = asana_conn.append_events(1, event_type=FAILED_LOGIN)[0]
 
     payload = _run(_first_event(_watch_trigger(start_at=start_at)))

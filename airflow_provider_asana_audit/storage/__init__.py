@@ -1,77 +1,44 @@
 """
 Object storage for exports: where a file goes, and how it gets there whole, privately, without litter.
 
-Everything here works on Airflow's ``ObjectStoragePath``, so local disks, S3, GCS, Azure and every other
-filesystem Airflow's object storage supports behave the same. Files are written through a hidden staging
-object beside the destination and moved into place only when complete: a rename on local disks, a copy
-then delete on object stores (where the destination object appears whole), so a destination holds
-either its previous content or the complete new one.
+Works on Airflow's ``ObjectStoragePath`` (local disks, S3, GCS, Azure...): destination and base
+resolution, the atomic write through a hidden staging object with its lease, and the sweep of the
+staging objects that killed attempts left. The command line is ``python -m
+airflow_provider_asana_audit.storage sweep BASE`` (:mod:`~airflow_provider_asana_audit.storage.__main__`).
 
-**Private files.** On a local disk, staging files are created with mode ``0600`` (owner read and write
-only) from their first byte, whatever the umask, and the move keeps that mode: audit events are
-personal data. Object stores have no file modes; their bucket policies decide who reads.
-
-**Staging leftovers.** An attempt that is killed (``SIGKILL``, a lost worker) leaves its staging object
-``.<name>.<32 hex digits>.partial`` beside the destination, never at it. The rule for removing them:
-*a staging object whose modification time is older than the grace period* (:data:`STAGING_GRACE_PERIOD`)
-*belongs to an attempt that is gone.* It holds on both kinds of storage:
-
-* On a local disk the staging file is visible while it is written. A live attempt holds a lease on it:
-  a thread touches its modification time every tenth of the grace period, also while the attempt waits
-  for Asana (retries, ``Retry-After``), so only a dead attempt's file grows old.
-* On object stores an object being uploaded is invisible until its upload completes; a staging object
-  that can be listed is complete and about to be moved (within moments), or left by an attempt killed
-  between upload and move.
-
-After each successful move, :func:`write_atomically` sweeps the stale staging objects of the same
-destination, measuring their age against the modification time of the object it has just written (the
-storage's own clock, so the workers' clocks do not matter). :func:`sweep_staging` and the command
-``python -m airflow_provider_asana_audit.storage sweep BASE`` sweep a whole base path (a dry run unless
-``--delete``). Should a sweep ever remove a live attempt's staging object (an attempt frozen for longer
-than the grace period), that attempt fails at its move and is retried: nothing incomplete is published.
+.. seealso:: docs/reliability.md
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import logging
 import os
-import re
-import sys
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath, conf
 
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
-from airflow_provider_asana_audit.timeutils import format_duration, parse_instant
+from airflow_provider_asana_audit.layout import default_relative_path, staged_file_name, staging_path
+from airflow_provider_asana_audit.timeutils import parse_instant
 from airflow_provider_asana_audit.utils import Logger
 
 __all__ = [
     "FILESYSTEM_PROVIDERS",
-    "MANIFEST_SUFFIX",
     "PRIVATE_FILE_MODE",
     "STAGING_GRACE_PERIOD",
-    "HashingWriter",
-    "LayoutEntry",
+    "StagedWrite",
     "StagingObject",
+    "atomic_write",
     "default_base",
     "default_destination",
-    "layout_entry",
-    "main",
-    "manifest_path",
-    "modified_at",
     "resolve_base",
     "resolve_destination",
     "sweep_staging",
-    "write_atomically",
 ]
 
 #: The provider that registers each URL scheme's filesystem, for the "cannot write there" error.
@@ -91,37 +58,7 @@ PRIVATE_FILE_MODE = 0o600
 STAGING_GRACE_PERIOD = timedelta(minutes=10)
 #: How often per grace period a live attempt renews its lease on a local staging file.
 _LEASE_RENEWALS_PER_GRACE_PERIOD = 10
-_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<attempt>[0-9a-f]{32})\.partial$")
-#: The default layout's names (see :func:`default_destination`).
-MANIFEST_SUFFIX = ".manifest.json"
-_NAME_INSTANT = "%Y%m%dT%H%M%SZ"
-_FILE_NAME = re.compile(
-    r"^asana_audit_log_(?P<start>\d{8}T\d{6}Z)_(?P<end>\d{8}T\d{6}Z)(?P<filters>_f[0-9a-f]{10})?\.jsonl(?:\.gz)?$"
-)
-_WORKSPACE_DIR = re.compile(r"^workspace_gid=(?P<gid>[0-9]+)$")
-_DATE_DIR = re.compile(r"^date=(?P<date>\d{4}-\d{2}-\d{2})$")
-_DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>[smhd]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_T = TypeVar("_T")
 _log = logging.getLogger(__name__)
-
-
-class HashingWriter:
-    """A write-only file wrapper that counts and hashes the bytes that reach storage."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        self.raw.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.raw.flush()
 
 
 @dataclass(frozen=True)
@@ -211,114 +148,71 @@ def default_destination(
     conn_id: str | None = None,
 ) -> ObjectStoragePath:
     """
-    The file of one interval in the default layout.
+    The file of one interval in the default layout under :func:`default_base`.
 
-    ``{base}/workspace_gid={gid}/date={start:%Y-%m-%d}/asana_audit_log_{start}_{end}.jsonl.gz``, with
-    ``_f<hash of the filters>`` before ``.jsonl.gz`` when any filter is set, so differently filtered
-    exports of one interval never overwrite each other. ``base`` is ``base_path``, else the config option
-    ``[asana_audit_log] base_path``, else ``file://{AIRFLOW_HOME}/asana_audit_log``.
-    """
-    base = default_base(base_path)
-    suffix = ""
-    if any(value is not None for value in filters.values()):
-        digest = hashlib.sha256(json.dumps(dict(filters), sort_keys=True).encode()).hexdigest()
-        suffix = f"_f{digest[:10]}"
-    name = f"asana_audit_log_{start_at:{_NAME_INSTANT}}_{end_at:{_NAME_INSTANT}}{suffix}.jsonl.gz"
-    return resolve_destination(
-        f"{str(base).rstrip('/')}/workspace_gid={workspace_gid}/date={start_at:%Y-%m-%d}/{name}",
-        conn_id=conn_id,
-    )
-
-
-@dataclass(frozen=True)
-class LayoutEntry:
-    """
-    An object of the default layout, recognised by its path below the base (see :func:`layout_entry`).
-
-    :param kind: ``"file"`` (an export file), ``"manifest"`` (``<file>.manifest.json``) or ``"staging"``
-        (``.<file>.<32 hex digits>.partial``).
-    :param workspace_gid: the ``workspace_gid=`` directory.
-    :param date: the ``date=`` directory, ``YYYY-MM-DD``.
-    :param file_name: the export file's name (for a manifest or staging object: the file it belongs to).
-    :param start_at: the start of the interval the file name gives.
+    :param base_path: the root of the layout, see :func:`default_base`.
+    :param workspace_gid: the exported workspace.
+    :param start_at: the interval's start.
     :param end_at: its end.
-    :param filter_suffix: ``_f<hash>`` of filtered exports, ``""`` for unfiltered ones.
+    :param filters: Asana's filters (a filtered export's name says so).
+    :param conn_id: the Airflow connection of the filesystem, if it needs one.
+
+    .. seealso:: docs/operators.md#where-files-go
     """
-
-    kind: str
-    workspace_gid: str
-    date: str
-    file_name: str
-    start_at: datetime
-    end_at: datetime
-    filter_suffix: str
-
-
-def layout_entry(relative: str) -> LayoutEntry | None:
-    """
-    What the object at ``relative`` (its path below the base, ``/``-separated) is in the default layout.
-
-    The inverse of :func:`default_destination`: ``None`` for anything the export does not write there.
-    """
-    parts = relative.strip("/").split("/")
-    if len(parts) != 3:
-        return None
-    workspace, day, name = parts
-    workspace_match, day_match = _WORKSPACE_DIR.match(workspace), _DATE_DIR.match(day)
-    if workspace_match is None or day_match is None:
-        return None
-    kind, file_name = "file", name
-    staging = _STAGING_NAME.match(name)
-    if staging is not None:
-        kind, file_name = "staging", staging["name"]
-    elif name.endswith(MANIFEST_SUFFIX):
-        kind, file_name = "manifest", name[: -len(MANIFEST_SUFFIX)]
-    match = _FILE_NAME.match(file_name)
-    if match is None:
-        return None
-    try:
-        start_at, end_at = (
-            datetime.strptime(match[key], _NAME_INSTANT).replace(tzinfo=timezone.utc)
-            for key in ("start", "end")
-        )
-    except ValueError:
-        return None
-    return LayoutEntry(
-        kind=kind,
-        workspace_gid=workspace_match["gid"],
-        date=day_match["date"],
-        file_name=file_name,
-        start_at=start_at,
-        end_at=end_at,
-        filter_suffix=match["filters"] or "",
+    relative = default_relative_path(
+        workspace_gid=workspace_gid, start_at=start_at, end_at=end_at, filters=filters
     )
+    return resolve_destination(f"{default_base(base_path).rstrip('/')}/{relative}", conn_id=conn_id)
 
 
-def manifest_path(file: ObjectStoragePath) -> ObjectStoragePath:
-    """The manifest of an export file: ``<file>.manifest.json`` beside it."""
-    return file.parent / f"{file.name}{MANIFEST_SUFFIX}"
+class StagedWrite:
+    """
+    A write in progress, made by :func:`atomic_write`: write :attr:`file`, then :meth:`commit`.
+
+    :param target: the file being written.
+    :param staging: its staging object.
+    :param file: the staging object, open for writing.
+    :param close: what closes ``file`` (synced to disk) and ends its lease.
+    """
+
+    def __init__(
+        self, target: ObjectStoragePath, staging: ObjectStoragePath, file: BinaryIO, close: ExitStack
+    ) -> None:
+        self.target = target
+        self.staging = staging
+        self.file = file
+        self.committed = False
+        self._close = close
+
+    def commit(self) -> None:
+        """Close the staging object (synced to disk, lease ended) and move it over the target."""
+        self._close.close()
+        self.staging.rename(self.target)
+        self.committed = True
 
 
-def write_atomically(
+@contextmanager
+def atomic_write(
     target: ObjectStoragePath,
-    write: Callable[[BinaryIO], _T],
     *,
-    before_commit: Callable[[_T], None] | None = None,
     log: Logger | None = None,
     grace_period: timedelta = STAGING_GRACE_PERIOD,
-) -> _T:
+) -> Iterator[StagedWrite]:
     """
-    Write ``target`` through a hidden staging object in the same place, then move it over ``target``.
+    Write ``target`` whole or not at all: ``with atomic_write(target) as staged:``, write
+    ``staged.file``, then ``staged.commit()``.
 
-    ``write(raw)`` fills the staging object ``.<name>.<uuid>.partial``; ``before_commit(result)`` runs
-    just before the move. The staging object is removed on any failure, so ``target`` holds either its
-    previous content or the complete new one. On a local disk the staging file is created with mode
-    :data:`PRIVATE_FILE_MODE`, leased while it is written, and synced to disk before the move (and the
-    directory after it). After the move, the staging objects of ``target`` that other attempts left and
-    that are older than ``grace_period`` are removed (see the module's documentation).
+    Without a commit, or on an exception, the staging object is removed and ``target`` keeps what it
+    held. On a local disk the staging file is private (:data:`PRIVATE_FILE_MODE`) from its creation,
+    leased while it is written, and synced before the move. After the move, the stale staging objects
+    of ``target`` are removed.
 
+    :param target: the file to write.
+    :param log: where removals and failures are logged.
     :param grace_period: how long a staging object may go unmodified before it counts as left by a dead
         attempt; a live local attempt renews its lease ten times per grace period.
+
+    .. seealso:: docs/reliability.md#staging-objects-and-the-sweep
     """
     log = log or _log
     if grace_period <= timedelta(0):
@@ -330,24 +224,23 @@ def write_atomically(
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise _unwritable(parent, err) from err
-    staging = parent / f".{target.name}.{uuid.uuid4().hex}.partial"
+    staging = staging_path(target)
     renew_every = grace_period.total_seconds() / _LEASE_RENEWALS_PER_GRACE_PERIOD
     try:
-        with (
-            _open_staging(staging, local=local) as raw,
-            _lease(staging.path if local else None, every=renew_every, log=log),
-        ):
-            result = write(raw)
-        if before_commit is not None:
-            before_commit(result)
-        staging.rename(target)
+        with ExitStack() as open_staging:
+            raw = open_staging.enter_context(_open_staging(staging, local=local))
+            open_staging.enter_context(_lease(staging.path if local else None, every=renew_every, log=log))
+            staged = StagedWrite(target, staging, raw, open_staging)
+            yield staged
+        if not staged.committed:
+            _remove_quietly(staging, log)
+            return
     except BaseException:
         _remove_quietly(staging, log)
         raise
     if local:
         _sync_directory(parent.path)
     _sweep_beside(target, grace_period=grace_period, log=log)
-    return result
 
 
 def sweep_staging(
@@ -394,10 +287,10 @@ def sweep_staging(
     found: list[StagingObject] = []
     for info in sorted(infos, key=lambda item: str(item.get("name"))):
         name = str(info.get("name", ""))
-        match = _STAGING_NAME.match(name.rstrip("/").rsplit("/", 1)[-1])
-        if match is None or info.get("type", "file") != "file":
+        staged = staged_file_name(name.rstrip("/").rsplit("/", 1)[-1])
+        if staged is None or info.get("type", "file") != "file":
             continue
-        if destination is not None and match["name"] != destination:
+        if destination is not None and staged != destination:
             continue
         modified = modified_at(fs, info)
         if modified is None or now - modified <= older_than:
@@ -420,7 +313,7 @@ def sweep_staging(
         found.append(
             StagingObject(
                 path=fs.unstrip_protocol(name),
-                destination=match["name"],
+                destination=staged,
                 size=int(info.get("size") or 0),
                 modified=modified,
                 age=now - modified,
@@ -428,64 +321,6 @@ def sweep_staging(
             )
         )
     return found
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """
-    ``python -m airflow_provider_asana_audit.storage sweep BASE [--older-than 1h] [--delete]``.
-
-    Lists the stale staging objects under ``BASE`` and, with ``--delete``, removes them. Exit status 0
-    when done, 1 when an object could not be removed, 2 for a wrong command line.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_asana_audit.storage",
-        description="Maintain the storage that Asana audit log exports are written to.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    sweep = commands.add_parser(
-        "sweep",
-        help="list (and with --delete remove) the staging objects killed export attempts left",
-        description=(
-            "List the staging objects (.<name>.<32 hex digits>.partial) under BASE that were last "
-            "modified longer ago than --older-than: what killed export attempts left. Nothing else is "
-            "touched. A dry run unless --delete is given."
-        ),
-    )
-    sweep.add_argument("base", help="directory or URI to sweep, with everything below it")
-    sweep.add_argument(
-        "--older-than",
-        type=_parse_duration,
-        default=timedelta(hours=1),
-        metavar="DURATION",
-        help=(
-            "only objects last modified longer ago than this, e.g. 90s, 30m, 1h, 2d (default: 1h; keep "
-            f"it above {format_duration(STAGING_GRACE_PERIOD)} plus any clock difference between this "
-            "machine and the storage)"
-        ),
-    )
-    sweep.add_argument("--delete", action="store_true", help="remove them (default: only list them)")
-    sweep.add_argument("--conn-id", default=None, help="Airflow connection of the storage, if it needs one")
-    args = parser.parse_args(argv)
-    try:
-        found = sweep_staging(
-            args.base, older_than=args.older_than, dry_run=not args.delete, conn_id=args.conn_id
-        )
-    except AsanaAuditLogConfigError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    verb = "removed" if args.delete else "would remove"
-    failed = [item for item in found if args.delete and not item.removed]
-    for item in found:
-        state = "NOT removed" if item in failed else verb
-        print(f"{state} {item.path} ({item.size} bytes, {format_duration(item.age)} old)")
-    summary = (
-        f"{len(found)} staging object(s) older than {format_duration(args.older_than)} under {args.base}"
-    )
-    if not args.delete:
-        summary += ": dry run, nothing removed (add --delete to remove them)"
-    elif failed:
-        summary += f": {len(failed)} could not be removed"
-    print(summary)
-    return 1 if failed else 0
 
 
 # ---------------------------------------------------------------------- internals
@@ -654,20 +489,9 @@ def _instant(value: Any) -> datetime | None:
     return None
 
 
-def _parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip().lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 30m, 1h or 2d")
-    return timedelta(seconds=float(match["number"]) * _UNIT_SECONDS[match["unit"]])
-
-
 def _remove_quietly(path: ObjectStoragePath, log: Logger) -> None:
     try:
         if path.exists():
             path.unlink()
     except Exception as err:  # the original error matters more
         log.warning("Could not remove the staging object %s: %s", path, err)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,157 +1,32 @@
 """
-Export files read back: their lines, their digest, their manifest, and what a re-export changed.
+A re-export against the file it replaces: which events are late, which a repair brings back, and which
+would be lost. The result is the manifest's ``changes`` and the warnings of the task log.
 
-The export operator writes; this module reads what it wrote, for two readers: the operator itself, which
-compares a re-export with the file it replaces (late events), and the archive check
-(:mod:`~airflow_provider_asana_audit.verify`). Everything streams: a file is read line by line while its
-stored bytes are hashed, so memory does not grow with the file.
-
-**Late events.** Asana captures some events after their ``created_at``. An interval exported again
-later may therefore hold events its first export did not. A re-export compares the gids it writes with
-those of the file it replaces and records the difference in the manifest's ``changes`` (see
-:class:`Reconciliation`): the previous file's ``sha256``, ``bytes``, event count and ``exported_at``, how
-many events were added and removed, and the ``created_at`` range of the added ones. Each added event was
-captured after the previous export, so ``previous_exported_at - end_at`` is a lower bound of how long
-after the interval's end Asana captured it: a ``settle_period`` above it would have caught the event the
-first time.
+.. seealso:: docs/archive.md#late-events and docs/output.md#re-exports-changes
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import heapq
-import io
-import json
-import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from airflow_provider_asana_audit.timeutils import event_created_at, format_instant
-from airflow_provider_asana_audit.utils import decode_json
+from airflow_provider_asana_audit.exceptions import AsanaAuditLogArchiveError
+from airflow_provider_asana_audit.export_file import ExportReader, read_manifest
+from airflow_provider_asana_audit.timeutils import format_duration, format_instant, parse_instant
+from airflow_provider_asana_audit.utils import Logger
 
-__all__ = [
-    "ExportReader",
-    "GidSet",
-    "PreviousExport",
-    "Reconciliation",
-    "parse_event",
-    "read_manifest",
-]
+__all__ = ["GidSet", "PreviousExport", "Reconciliation", "log_change", "read_previous_export"]
 
-#: Bytes read from storage at a time.
-_CHUNK = 1 << 20
 #: Gid digests sorted at a time while a :class:`GidSet` is built (a list of them takes about 2.6 MB).
 _SORT_RUN = 1 << 16
-
-
-class _HashingReader(io.RawIOBase):
-    """A read-only raw stream that hashes and counts the bytes it reads from ``raw``."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.raw.read(len(buffer))
-        if not data:
-            return 0
-        self.sha256.update(data)
-        self.size += len(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-    def drain(self) -> None:
-        """Read (and hash) what is left of the stored bytes."""
-        while data := self.raw.read(_CHUNK):
-            self.sha256.update(data)
-            self.size += len(data)
-
-
-class ExportReader:
-    """
-    Read an export file line by line, hashing its bytes as stored.
-
-    ``lines()`` yields ``(line number, line bytes without the newline)``. Once it is exhausted,
-    :attr:`sha256` and :attr:`size` describe the whole stored file (compressed, for ``.gz``), even when
-    it could not be decompressed to the end; :attr:`error` then says why.
-
-    :param path: the export file; a name ending in ``.gz`` is read as gzip.
-    """
-
-    def __init__(self, path: ObjectStoragePath) -> None:
-        self.path = path
-        self.error: str | None = None
-        self._hashing: _HashingReader | None = None
-
-    @property
-    def sha256(self) -> str:
-        return self._hashing.sha256.hexdigest() if self._hashing else hashlib.sha256().hexdigest()
-
-    @property
-    def size(self) -> int:
-        return self._hashing.size if self._hashing else 0
-
-    def lines(self) -> Iterator[tuple[int, bytes]]:
-        with self.path.open("rb") as raw:  # type: ignore[no-untyped-call]
-            self._hashing = _HashingReader(raw)
-            buffered = io.BufferedReader(self._hashing, buffer_size=_CHUNK)
-            text: Any = (
-                gzip.GzipFile(fileobj=buffered, mode="rb") if self.path.name.endswith(".gz") else buffered
-            )
-            number = 0
-            try:
-                for number, line in enumerate(text, start=1):  # the last number is used below
-                    yield number, line.rstrip(b"\n")
-            except (OSError, EOFError, zlib.error) as err:
-                self.error = f"cannot be decompressed after line {number}: {err}"
-            # The digest covers every stored byte, also those after the end of a broken gzip stream.
-            self._hashing.drain()
-
-    def events(
-        self, start_at: datetime | None = None, end_at: datetime | None = None
-    ) -> Iterator[tuple[int, dict[str, Any] | None, bool]]:
-        """
-        Each line as ``(line number, event, inside)``: the event is ``None`` for a line that is not an
-        audit event (see :func:`parse_event`); ``inside`` says whether its ``created_at`` lies in
-        ``[start_at, end_at)`` (always true for an event when no interval is given).
-        """
-        for number, line in self.lines():
-            event = parse_event(line)
-            if event is None or start_at is None or end_at is None:
-                yield number, event, event is not None
-                continue
-            created_at = event_created_at(event)
-            yield number, event, created_at is not None and start_at <= created_at < end_at
-
-
-def read_manifest(path: ObjectStoragePath) -> dict[str, Any] | None:
-    """
-    The manifest at ``path``, or ``None`` when there is none.
-
-    :raises ValueError: when it is not a JSON object (the message says what is wrong).
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        manifest = json.loads(text)
-    except ValueError as err:
-        raise ValueError(f"is not valid JSON ({err})") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"is not a JSON object but {type(manifest).__name__}")
-    return manifest
 
 
 def _gid_key(gid: str) -> int:
@@ -334,6 +209,28 @@ class Reconciliation:
             return 0
         return max(len(self.previous.gids) - (events - self.added), 0)
 
+    def refuse_removal(
+        self, *, events: int, sha256: str, start_at: datetime, end_at: datetime, allowed: bool
+    ) -> None:
+        """
+        Refuse a new file of ``events`` events and bytes ``sha256`` that lacks events of the previous one.
+
+        :param allowed: ``allow_event_removal``: let it replace the file anyway.
+        :raises AsanaAuditLogArchiveError: unless ``allowed``.
+        """
+        previous = self.previous
+        if previous is None or previous.sha256 == sha256 or allowed:
+            return
+        removed = self.removed(events=events)
+        if removed > 0:
+            raise AsanaAuditLogArchiveError(
+                f"The re-export of [{format_instant(start_at)}, {format_instant(end_at)}) lacks "
+                f"{removed} of the {len(previous.gids)} events of the file it would replace, so the "
+                "file was kept as it is. Asana deletes events 90 days after they were created: "
+                "re-exporting an interval that old would shrink the archive. Pass "
+                "allow_event_removal=True to replace the file anyway"
+            )
+
     def change(self, *, events: int, sha256: str, detected_at: str) -> dict[str, Any] | None:
         """
         The change record of this export, or ``None`` when it is a first export or wrote the same bytes.
@@ -367,10 +264,125 @@ class Reconciliation:
         return [*carried, change] if change is not None else carried
 
 
-def parse_event(line: bytes) -> dict[str, Any] | None:
-    """A line of an export file as an audit event: a JSON object with a string gid; ``None`` otherwise."""
+def read_previous_export(
+    file: ObjectStoragePath,
+    manifest: ObjectStoragePath,
+    *,
+    start_at: datetime,
+    end_at: datetime,
+    log: Logger,
+) -> PreviousExport | None:
+    """
+    The file an export will replace, read to compare the two; ``None`` for a first export, or when it
+    cannot be read (logged: the export then replaces it without recording what changed).
+
+    :param file: the export's destination.
+    :param manifest: its manifest.
+    :param start_at: the interval being exported.
+    :param end_at: its end.
+    :param log: where what is odd about the previous file is reported.
+    """
     try:
-        event = decode_json(line)
-    except ValueError:  # msgspec's DecodeError is a ValueError too
+        previous = PreviousExport.read(file, manifest, start_at=start_at, end_at=end_at)
+    except OSError as err:
+        log.warning(
+            "Could not read the previous export at %s to compare it with this one (%s); this export "
+            "will replace it without recording what changed",
+            file,
+            err,
+        )
         return None
-    return event if isinstance(event, dict) and isinstance(event.get("gid"), str) else None
+    if previous is None:
+        return None
+    log.info(
+        "Re-exporting: %s already holds %d events (sha256 %s); what changes will be recorded in the manifest",
+        file,
+        previous.events,
+        previous.sha256,
+    )
+    if previous.error:
+        log.warning("The previous export at %s %s", file, previous.error)
+    if previous.invalid:
+        log.warning(
+            "The previous export at %s holds %d lines that are not audit events; the re-export "
+            "leaves them out",
+            file,
+            previous.invalid,
+        )
+    if previous.misplaced:
+        log.warning(
+            "The previous export at %s holds %d events whose created_at lies outside [%s, %s): "
+            "they belong to other intervals' files, and the re-export leaves them out",
+            file,
+            previous.misplaced,
+            format_instant(start_at),
+            format_instant(end_at),
+        )
+    return previous
+
+
+def log_change(change: dict[str, Any], *, start_at: datetime, end_at: datetime, log: Logger) -> None:
+    """
+    Report what a re-export changed: late events get a warning that says how to catch them.
+
+    :param change: the change record (:meth:`Reconciliation.change`).
+    :param start_at: the re-exported interval.
+    :param end_at: its end.
+    :param log: where to report it.
+    """
+    window = f"[{format_instant(start_at)}, {format_instant(end_at)})"
+    added, removed = change["added_events"], change["removed_events"]
+    if added and change["previous_damaged"]:
+        # The added events may just have been in the damaged part: calling them late (and advising
+        # a longer settle period) would mislead.
+        created = change["added_created_at"]
+        log.warning(
+            "The re-export of %s holds %d events that the sound part of the previous export "
+            "(%d events, sha256 %s) did not, created from %s to %s; the previous file was damaged, "
+            "so they need not be late events",
+            window,
+            added,
+            change["previous_events"],
+            change["previous_sha256"],
+            created["first"],
+            created["last"],
+        )
+    elif added:
+        created = change["added_created_at"]
+        previous_at = change["previous_exported_at"]
+        if previous_at is not None:
+            after_end = format_duration(parse_instant(previous_at) - end_at)
+            advice = (
+                f"Asana captured them at least {after_end} after the interval's end (the previous "
+                f"export ran at {previous_at}): the settle period of the export that first wrote "
+                "this interval must be longer than that to include such events the first time"
+            )
+        else:
+            advice = "the previous export had no valid manifest, so when it ran is not known"
+        log.warning(
+            "Late events: the re-export of %s holds %d events that the previous export (%d events, "
+            "sha256 %s) did not, created from %s to %s; %s",
+            window,
+            added,
+            change["previous_events"],
+            change["previous_sha256"],
+            created["first"],
+            created["last"],
+            advice,
+        )
+    if removed:
+        log.warning(
+            "The re-export of %s lacks %d events of the previous export (%d events, sha256 %s); "
+            "allow_event_removal=True let it replace the file",
+            window,
+            removed,
+            change["previous_events"],
+            change["previous_sha256"],
+        )
+    if not added and not removed:
+        log.info(
+            "The re-export of %s holds the same events as the previous export in other bytes "
+            "(previous sha256 %s)",
+            window,
+            change["previous_sha256"],
+        )

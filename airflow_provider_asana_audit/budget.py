@@ -13,14 +13,15 @@ import hashlib
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
 
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.rules import check_integer, check_number
 
-__all__ = ["RateLimiter", "RequestBudget", "RetryPolicy"]
+__all__ = ["BudgetUsage", "Outcome", "RateLimiter", "RequestBudget", "RetryPolicy"]
 
 
 @dataclass(frozen=True)
@@ -53,25 +54,73 @@ class RetryPolicy:
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
+#: What became of one request, as the transport tells the budget: answered, refused with a 429 (a
+#: rate limit), or failed in another way (a 5xx, a dropped connection).
+Outcome = Literal["ok", "refused", "failed"]
+
+
 class RequestBudget(Protocol):
-    """What the transport asks of a rate budget before each request, and tells it after a 429."""
+    """
+    What the transport asks of a token's budget before each request, and tells it after.
+
+    .. seealso:: docs/hooks.md#ratelimiter
+    """
 
     def acquire(self, *, cancel: threading.Event | None = None) -> bool:
         """Block until a request may be sent; False if ``cancel`` was set first."""
         ...
 
-    def pause(self, seconds: float) -> None:
-        """Let no request through for ``seconds`` from now."""
+    def settle(self, outcome: Outcome, *, retry_after: float | None = None) -> int:
+        """
+        Record the outcome of a request :meth:`acquire` let through.
+
+        :param retry_after: with ``"refused"``, the server's ``Retry-After`` in seconds.
+        :return: for ``"refused"``, how many refusals to report in the log now (several folded into
+            one line at most every few seconds), else 0.
+        """
         ...
+
+    def usage(self) -> BudgetUsage:
+        """What the requests of this budget cost so far (for the read's summary line)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BudgetUsage:
+    """
+    What requests of one budget cost: sent, refused (429), and failed otherwise.
+
+    Subtract two snapshots (``after - before``) for what one read cost.
+    """
+
+    requests: int = 0
+    refused: int = 0
+    failed: int = 0
+
+    def __sub__(self, other: BudgetUsage) -> BudgetUsage:
+        return BudgetUsage(
+            requests=self.requests - other.requests,
+            refused=self.refused - other.refused,
+            failed=self.failed - other.failed,
+        )
 
 
 class RateLimiter:
     """
-    A thread-safe token bucket that spaces requests to at most ``requests_per_minute``.
+    A token's request budget in one process: a thread-safe token bucket that adapts to 429s.
 
-    :param requests_per_minute: the sustained rate; bursts of up to ``burst`` requests are allowed.
-        ``None``: no limit on the rate, only :meth:`pause` (what a concurrent read uses when the
-        client has no limiter, so that a 429 still holds back every request of the read).
+    Requests go out at most at the current rate, in bursts of at most ``burst``. A 429 (a request the
+    server refused, which Asana still counts) holds every request of the limiter back until its
+    ``Retry-After`` has passed, then lets them go one at a time at a lower rate (multiplicative
+    decrease, to :attr:`DECREASE` of the rate that was refused); then it grows back (additive
+    increase), in :attr:`RECOVERY` seconds to where it was cut, and never above
+    ``requests_per_minute``. Without ``requests_per_minute`` there is no rate until the first 429:
+    requests start one at a time and the number in flight grows by one with every answer (a slow
+    start), so that an unknown budget is found with one or two refusals, not one per thread; the
+    rate then starts from what was accepted and doubles every :attr:`PROBE` seconds until the next
+    429, from which on it grows additively.
+
+    :param requests_per_minute: the most this limiter ever sends; ``None``: learnt from 429s.
     :param burst: the bucket size; default one second's worth of requests, at least 1.
     :param clock: the clock, for tests.
     :param sleep: how to wait, for tests.
@@ -79,6 +128,23 @@ class RateLimiter:
     .. seealso::
         docs/hooks.md#ratelimiter
     """
+
+    #: After a 429 the rate is cut to this share of the rate the server accepted.
+    DECREASE = 0.7
+    #: Seconds in which the rate grows back to where it was before a cut, while requests wait for it.
+    RECOVERY = 60.0
+    #: The lowest rate a cut goes to, in requests a second.
+    MIN_RATE = 1 / 60
+    #: After a first refusal that came before any answer, the rate doubles every this many seconds
+    #: until the next one.
+    PROBE = 1.0
+    #: Refusals are logged at most this often (seconds); the ones in between are counted.
+    REPORT_EVERY = 5.0
+    #: In the slow start, seconds an answer waits for the answers that come with it.
+    GATHER = 0.02
+    #: The window over which the accepted rate is measured, in seconds: long enough to average a few
+    #: answers, short enough that a pause or a slow start does not pass for the budget.
+    _WINDOW = 5.0
 
     _registry: dict[tuple[str, float], RateLimiter] = {}
     _registry_lock = threading.Lock()
@@ -94,23 +160,41 @@ class RateLimiter:
         check_requests_per_minute(requests_per_minute)
         if burst is not None:
             check_integer(burst, name="burst", minimum=1, hint="or None for one second's worth of requests")
-        self.rate = requests_per_minute / 60.0 if requests_per_minute is not None else None
+        self.ceiling = requests_per_minute / 60.0 if requests_per_minute is not None else None
+        #: The rate requests go out at now, per second; ``None`` until a limit is known.
+        self.rate = self.ceiling
         self.capacity = float(burst if burst is not None else max(1, int(self.rate or 1)))
         self._tokens = self.capacity
         self._clock = clock
         self._sleep = sleep
         self._updated = clock()
         self._paused_until = 0.0
+        self._growth = 0.0  # requests/s the rate gains per second of waiting for it, after a cut
+        self._probing = False  # whether the rate doubles (after the slow start) rather than grows
+        self._accepted: deque[float] = deque()  # when requests were answered, within _WINDOW
+        # The slow start: how many requests may be in flight before the first 429 (None: no cap).
+        self._window: float | None = 1.0 if self.rate is None else None
+        self._in_flight = 0
+        self._slow_start_gate = 0.0
+        self._answered_since_cut = True
+        self._usage = BudgetUsage()
+        self._unreported = 0
+        self._reported_at = float("-inf")
         self._lock = threading.Lock()
 
     @classmethod
-    def for_token(cls, token: str, requests_per_minute: float) -> RateLimiter:
+    def for_token(cls, token: str, requests_per_minute: float | None) -> RateLimiter:
         """The limiter shared by every client of this process that uses ``token`` at this rate."""
-        key = (hashlib.sha256(token.encode()).hexdigest(), float(requests_per_minute))
+        key = (hashlib.sha256(token.encode()).hexdigest(), float(requests_per_minute or 0))
         with cls._registry_lock:
             if key not in cls._registry:
                 cls._registry[key] = cls(requests_per_minute)
             return cls._registry[key]
+
+    def usage(self) -> BudgetUsage:
+        """What the requests of this limiter cost so far."""
+        with self._lock:
+            return self._usage
 
     def acquire(self, *, cancel: threading.Event | None = None) -> bool:
         """
@@ -122,27 +206,121 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                wait = self._paused_until - now
-                if self.rate is None:
-                    if wait <= 0:
-                        return True
-                else:
-                    self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-                    self._updated = now
-                    if wait <= 0:
-                        if self._tokens >= 1:
-                            self._tokens -= 1
-                            return True
-                        wait = (1 - self._tokens) / self.rate
+                wait = self._wait(now)
+                if wait <= 0:
+                    self._in_flight += 1
+                    self._usage = replace(self._usage, requests=self._usage.requests + 1)
+                    return True
             if cancel is None:
                 self._sleep(wait)
             elif cancel.wait(wait):
                 return False
 
-    def pause(self, seconds: float) -> None:
-        """Let no request through for ``seconds`` from now (called after a 429)."""
+    def _wait(self, now: float) -> float:
+        """Seconds until a request may go (taking its token when it may go now); called under the lock."""
+        if now < self._paused_until:
+            return self._paused_until - now
+        if self._window is not None:
+            if self._in_flight >= self._window:
+                return 0.005  # an answer frees a place: look again soon
+            if now < self._slow_start_gate:
+                return self._slow_start_gate - now
+        if self.rate is None:
+            return 0.0
+        elapsed = now - self._updated
+        self._updated = now
+        if self._growth or self._probing:  # after a cut the rate grows back, also while idle
+            grown = (
+                self.rate * 2 ** (elapsed / self.PROBE)
+                if self._probing
+                else self.rate + self._growth * elapsed
+            )
+            self.rate = min(self.ceiling or float("inf"), grown)
+        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+        if self._tokens >= 1 - 1e-9:  # a float sum of refills may fall a hair short of a token
+            self._tokens = max(0.0, self._tokens - 1)
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+    def settle(self, outcome: Outcome, *, retry_after: float | None = None) -> int:
+        """
+        Record what became of a request :meth:`acquire` let through; a refusal cuts the rate.
+
+        :param outcome: ``"ok"``, ``"refused"`` (HTTP 429) or ``"failed"``.
+        :param retry_after: with ``"refused"``, seconds every request must wait (``Retry-After``).
+        :return: for ``"refused"``, how many refusals to log now, folded into one line (0: stay quiet).
+        """
         with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+            now = self._clock()
+            self._in_flight = max(0, self._in_flight - 1)
+            if outcome == "ok":
+                self._answered_since_cut = True
+                self._accepted.append(now)
+                while self._accepted and self._accepted[0] < now - self._WINDOW:
+                    self._accepted.popleft()
+                if self._window is not None:
+                    self._window += 1  # one more in flight per answer: doubles every round trip
+                    # Requests sent together are answered together: let the answers that come
+                    # with this one (a 429 among them) arrive before the window lets more go.
+                    self._slow_start_gate = now + self.GATHER
+                return 0
+            if outcome == "failed":
+                self._usage = replace(self._usage, failed=self._usage.failed + 1)
+                return 0
+            self._usage = replace(self._usage, refused=self._usage.refused + 1)
+            # One cut per excess: the refusals of requests sent before the pause, or with no answer
+            # in between, answer the same excess as the first.
+            if now >= self._paused_until and self._answered_since_cut:
+                self._cut(now, retry_after)
+                self._answered_since_cut = False
+            self._hold(now, retry_after or 0.0)
+            self._unreported += 1
+            if now - self._reported_at < self.REPORT_EVERY:
+                return 0
+            reported, self._unreported, self._reported_at = self._unreported, 0, now
+            return reported
+
+    def pause(self, seconds: float) -> None:
+        """Let no request through for ``seconds`` from now, then one at a time at the rate."""
+        with self._lock:
+            self._hold(self._clock(), seconds)
+
+    def _hold(self, now: float, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, now + seconds)
+        # No burst after a pause: the bucket starts empty when it ends, so requests resume spaced.
+        self._tokens = 0.0
+        self._updated = self._paused_until
+
+    def _cut(self, now: float, retry_after: float | None) -> None:
+        """
+        Multiplicative decrease: the rate becomes a share of the rate the server accepted.
+
+        That is the lower of the rate requests went out at and the rate of answers over the last few
+        seconds: a probe (or a long additive increase) overshoots the budget by the time it is told.
+        """
+        while self._accepted and self._accepted[0] < now - self._WINDOW:
+            self._accepted.popleft()
+        # Measured from the first answer of the window, not from when the limiter was made, which an
+        # idle hour may precede; over a second at least, so that two quick answers do not pass for a
+        # high rate.
+        window = max(1.0, now - self._accepted[0]) if self._accepted else 1.0
+        accepted = len(self._accepted) / window
+        before = self.rate
+        if before is None:
+            # The first refusal ends the slow start: what was accepted measures the budget. With
+            # nothing answered yet there is only the server's word, one request per Retry-After, a
+            # guess, so the rate doubles every PROBE seconds until the next refusal tells.
+            base = accepted if accepted > 0 else 1 / max(retry_after or 1.0, 1.0)
+            self._probing = accepted <= 0
+        else:
+            base = min(before, accepted) if accepted > 0 else before
+            self._probing = False
+        self.rate = max(self.MIN_RATE, base * self.DECREASE)
+        self.capacity = min(self.capacity, max(1.0, self.rate))
+        # Additive increase: back in RECOVERY seconds to the rate that was refused, then beyond it
+        # at the same pace until the next refusal (or the ceiling).
+        self._growth = max(0.0, (before or base) - self.rate) / self.RECOVERY
+        self._window = None
 
 
 def check_retry(retry: object) -> None:

@@ -22,12 +22,18 @@ from urllib.parse import quote
 
 import requests
 
-from airflow_provider_asana_audit.budget import RateLimiter, RetryPolicy, check_retry
+from airflow_provider_asana_audit.budget import (
+    BudgetUsage,
+    RateLimiter,
+    RequestBudget,
+    RetryPolicy,
+    check_retry,
+)
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogInvalidOffsetError
 from airflow_provider_asana_audit.query import AuditLogQuery, Event, Page, StreamPosition
 from airflow_provider_asana_audit.rules import check_number
 from airflow_provider_asana_audit.slices import SlicedReader, check_concurrency
-from airflow_provider_asana_audit.timeutils import format_instant
+from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 from airflow_provider_asana_audit.transport import (
     DEFAULT_BASE_URL,
     Transport,
@@ -53,7 +59,8 @@ _MAX_OFFSET_RECOVERIES = 3
 @dataclass
 class _Progress:
     """
-    Logs pages, events and rate at most every ``interval`` seconds, then a summary.
+    Logs events, pages, rate, how far through the window and the time left, at most every
+    ``interval`` seconds; then a summary with what the token's budget cost (429s, retries, waits).
 
     One per read: the workers of a concurrent read all add to the same one (hence the lock), so the
     log shows one line for the whole read rather than one per slice.
@@ -61,11 +68,25 @@ class _Progress:
 
     log: Logger
     interval: float
+    budget: RequestBudget
+    query: AuditLogQuery
     pages: int = 0
     events: int = 0
+    reached: str | None = None  # the created_at of the last event read in window order
+    reader: SlicedReader | None = None  # a concurrent read's slices, which tell how far it is
     started: float = field(default_factory=time.monotonic)
     last_report: float = field(default_factory=time.monotonic)
+    _before: BudgetUsage = field(default_factory=BudgetUsage)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._before = self.budget.usage()
+
+    def reach(self, events: list[Event]) -> None:
+        """The read has every event up to the last of ``events`` (in window order)."""
+        if events:
+            created_at = events[-1].get("created_at")
+            self.reached = created_at if isinstance(created_at, str) else self.reached
 
     def add(self, page_events: int) -> None:
         with self._lock:
@@ -76,20 +97,46 @@ class _Progress:
                 return
             self.last_report = now
             self.log.info(
-                "Asana audit log: %d events in %d pages so far (%.0f events/s)",
+                "Asana audit log: %d events in %d pages so far (%.0f events/s)%s",
                 self.events,
                 self.pages,
                 self.events / max(now - self.started, 1e-9),
+                self._position(now),
             )
+
+    def _position(self, now: float) -> str:
+        """How far through the window the read is, and the time left at this pace ("" if unknown)."""
+        if self.reader is not None:
+            done, finished, made = self.reader.progress()
+            where = f"{finished} of {made} slices done"
+        else:
+            start, end, reached = self.query.start_at, self.query.end_at, self.reached
+            if start is None or end is None or reached is None:
+                return ""
+            try:
+                done = (parse_instant(reached) - start) / (end - start)
+            except ValueError:  # not Asana's format: say nothing rather than fail the read
+                return ""
+            done = min(max(done, 0.0), 1.0)
+            where = f"up to {reached}"
+        if done <= 0:
+            return f"; {where}"
+        left = (now - self.started) * (1 - done) / done
+        return f"; {where}, {done:.0%} of the window, about {left:.0f} s left"
 
     def finish(self) -> None:
         elapsed = time.monotonic() - self.started
+        cost = self.budget.usage() - self._before
         self.log.info(
-            "Asana audit log: read %d events in %d pages in %.1f s (%.0f events/s)",
+            "Asana audit log: read %d events in %d pages in %.1f s (%.0f events/s); %d requests, %d "
+            "refused by the rate limit (429), %d retried after other failures",
             self.events,
             self.pages,
             elapsed,
             self.events / max(elapsed, 1e-9),
+            cost.requests,
+            cost.refused,
+            cost.failed,
         )
 
 
@@ -104,7 +151,8 @@ class AsanaAuditLogClient:
     :param connect_timeout: seconds to wait for a connection.
     :param read_timeout: seconds to wait for a response.
     :param retry: how transient failures are retried.
-    :param rate_limiter: a limiter shared with the other clients of the same token, if any.
+    :param rate_limiter: the token's request budget; default the limiter every client of this process
+        shares for the same token, which learns the token's rate from Asana's 429s.
     :param logger: where progress and retries are logged.
     :param progress_interval: seconds between progress lines while paginating.
     :param session: a ``requests.Session`` to use; one is made if not given. The worker threads of a
@@ -127,7 +175,7 @@ class AsanaAuditLogClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         retry: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RequestBudget | None = None,
         logger: Logger | None = None,
         progress_interval: float = 5.0,
         session: requests.Session | None = None,
@@ -155,7 +203,9 @@ class AsanaAuditLogClient:
         self.workspace_gid = workspace_gid
         self.timeout = (connect_timeout, read_timeout)
         self.retry = retry or RetryPolicy()
-        self.rate_limiter = rate_limiter
+        # Asana's limits are the token's: without a limiter of its own, the client shares the
+        # process's limiter of the token, so that every read of the token slows down on a 429.
+        self.rate_limiter = rate_limiter or RateLimiter.for_token(token.strip(), None)
         self.log: Logger = logger or logging.getLogger(__name__)
         self.progress_interval = progress_interval
         self.spill_dir = spill_dir
@@ -238,7 +288,7 @@ class AsanaAuditLogClient:
         :raises AsanaAuditLogInvalidOffsetError: if an offset is rejected and no event was read yet
             (nothing to resume from), or rejected again and again with no progress.
         """
-        progress = _Progress(self.log, self.progress_interval)
+        progress = _Progress(self.log, self.progress_interval, self.rate_limiter, position.query)
         yield from self._follow(position, self.get_page, progress)
         progress.finish()
 
@@ -283,6 +333,7 @@ class AsanaAuditLogClient:
             if fresh:
                 recoveries = 0
             if progress is not None:
+                progress.reach(fresh)
                 progress.add(len(fresh))
             yield Page(events=fresh, next_offset=position.offset)
             if page.is_last:
@@ -292,9 +343,7 @@ class AsanaAuditLogClient:
         self, query: AuditLogQuery, concurrency: int, start: datetime, end: datetime
     ) -> Generator[Page, None, None]:
         """The pages of a concurrent read of ``[start, end)``, in window order; see :meth:`iter_pages`."""
-        progress = _Progress(self.log, self.progress_interval)
-        # A 429 must hold back every request of the read, also when the client has no limiter.
-        limiter = self.rate_limiter or RateLimiter(None)
+        progress = _Progress(self.log, self.progress_interval, self.rate_limiter, query)
         self.log.info(
             "Reading Asana audit events of [%s, %s) with %d concurrent requests",
             format_instant(start),
@@ -306,10 +355,11 @@ class AsanaAuditLogClient:
             end=end,
             concurrency=concurrency,
             page_size=query.page_size,
-            make_worker=lambda cancel: _SliceWorker(self, query, limiter, cancel),
+            make_worker=lambda cancel: _SliceWorker(self, query, self.rate_limiter, cancel),
             on_page=progress.add,
             spill_dir=self.spill_dir,
         )
+        progress.reader = reader
         pages = reader.pages()
         try:
             for events in pages:
@@ -335,7 +385,7 @@ class _SliceWorker:
         self,
         client: AsanaAuditLogClient,
         query: AuditLogQuery,
-        limiter: RateLimiter,
+        limiter: RequestBudget,
         cancel: threading.Event,
     ) -> None:
         self._client = client

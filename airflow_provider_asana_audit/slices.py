@@ -160,6 +160,9 @@ class SlicePlan:
         self.slices: list[Slice] = [Slice(a, b, b) for a, b in itertools.pairwise(bounds)]
         self._finished_events = 0
         self._finished_span = 0
+        self._window_span = end - start
+        #: Slices read to their end, of every slice made (splits included).
+        self.finished = 0
 
     @staticmethod
     def boundaries(start: int, end: int, parts: int) -> list[int]:
@@ -193,6 +196,7 @@ class SlicePlan:
             piece.done = True
             self._finished_events += piece.events
             self._finished_span += piece.end - piece.start
+            self.finished += 1
 
     @property
     def all_done(self) -> bool:
@@ -214,6 +218,14 @@ class SlicePlan:
                 events += piece.events
                 span += piece.last + _MS - piece.start
         return events / span if span > 0 else None
+
+    def covered(self) -> float:
+        """The share of the window read so far, 0 to 1: finished slices, and the read part of the others."""
+        span = self._finished_span
+        for piece in self.slices:
+            if not piece.done and piece.last is not None:
+                span += min(piece.last + _MS, piece.end) - piece.start
+        return min(1.0, span / self._window_span)
 
     def remaining(self, piece: Slice, window_density: float | None) -> float:
         """The estimated events left in ``piece`` after what its owner has read."""
@@ -438,6 +450,11 @@ class SlicedReader:
                 yield events
         finally:
             self._shutdown()
+
+    def progress(self) -> tuple[float, int, int]:
+        """The share of the window read (0 to 1), the slices read to their end, and the slices made."""
+        with self._lock:
+            return self._plan.covered(), self._plan.finished, self._slices_made
 
     # ------------------------------------------------------------------ consumer side
 

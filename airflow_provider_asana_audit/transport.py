@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from requests.hooks import dispatch_hook
+from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_asana_audit import __version__
 from airflow_provider_asana_audit.budget import RequestBudget, RetryPolicy
@@ -133,36 +134,39 @@ class Transport:
         offset: str | None,
         *,
         retry: RetryPolicy,
-        budget: RequestBudget | None,
+        budget: RequestBudget,
         log: Logger,
         cancel: threading.Event | None = None,
     ) -> Page:
         """
         One page of ``query`` at ``offset``, its GET retried under ``retry``.
 
-        :param budget: asked before every attempt, and paused after a ``Retry-After``.
+        :param budget: the token's budget: asked before every attempt, told what became of it.
         :param log: where retries are logged.
         :param cancel: set when a concurrent read stops: waits end at once with :class:`ReadCancelled`.
         """
         url = self.url(query, offset)
         started = time.monotonic()
-        attempt = 0
+        attempt = 0  # failed attempts so far; a 429 with Retry-After is not one
         while True:
-            attempt += 1
-            if budget is not None and not budget.acquire(cancel=cancel):
+            if not budget.acquire(cancel=cancel):
                 raise ReadCancelled
             retry_after: float | None = None
             foreign = False  # the last failure was a response that did not come from Asana's API
+            unreachable = False  # nothing answered at the host and port
+            refused = False  # a 429 that counts as a failure: no Retry-After, or beyond max_elapsed
             try:
                 response, content = self.get(url)
             except _TRANSIENT_ERRORS as err:
                 # Refused and dropped connections, timeouts and truncated bodies. requests' own text
                 # can be long (it repeats the URL, never the headers), so it is cut to 200 characters.
                 problem = f"{type(err).__name__} ({_short(err)})"
+                unreachable = _is_unreachable(err)
             else:
                 if response.status_code == 200:
                     body = decode(content)
                     if body is not None:
+                        budget.settle("ok")
                         next_page = body.get("next_page")
                         next_offset = next_page.get("offset") if isinstance(next_page, dict) else None
                         return Page(events=body["data"], next_offset=next_offset or None)
@@ -174,19 +178,46 @@ class Transport:
                     if not _is_asana_error(content):
                         problem += f" ({_content_type(response)}, not Asana's JSON error)"
                         foreign = True
+                    # A rate limit that says when to come back is no failure: the budget holds
+                    # every request of the token back until then, and slows down after. Only
+                    # max_elapsed bounds it: a request the server keeps refusing for that long
+                    # fails with the usual message.
+                    if (
+                        response.status_code == 429
+                        and retry_after is not None
+                        and time.monotonic() - started + retry_after <= retry.max_elapsed
+                    ):
+                        refusals = budget.settle("refused", retry_after=retry_after)
+                        if refusals:  # folded: one line every few seconds at most
+                            log.warning(
+                                "Asana's rate limit (HTTP 429): %d refusals since the last such line; "
+                                "every request of this token waits %.1f s (Retry-After), then they "
+                                "resume one at a time at a lower rate",
+                                refusals,
+                                retry_after,
+                            )
+                        continue
+                    refused = response.status_code == 429  # without Retry-After it is a failure too
                 else:
+                    budget.settle("failed")
                     raise _permanent_error(response, content)
+            budget.settle("refused" if refused else "failed", retry_after=retry_after)
+            attempt += 1
             elapsed = time.monotonic() - started
             wait = max(retry.backoff(attempt), retry_after or 0.0)
             if attempt >= retry.max_attempts or elapsed + wait > retry.max_elapsed:
+                advice = (
+                    " Nothing answered there: check the host and port in the connection's host."
+                    if unreachable
+                    else " Raise the retry limits or try again later."
+                )
                 raise AsanaAuditLogRetriesExhaustedError(
                     f"Asana request failed {attempt} times in {elapsed:.0f} s; last failure: {problem}"
                     + (f" (Retry-After: {retry_after:g} s)" if retry_after is not None else "")
-                    + ". Raise the retry limits or try again later."
+                    + "."
+                    + advice
                     + (_NOT_FROM_ASANA if foreign else "")
                 )
-            if retry_after is not None and budget is not None:
-                budget.pause(wait)
             log.warning(
                 "Asana request failed with %s (attempt %d of %d); retrying in %.1f s",
                 problem,
@@ -308,6 +339,14 @@ def parse_retry_after(response: requests.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _is_unreachable(err: Exception) -> bool:
+    """Whether nothing answered at all: the connection was refused, or the host name did not resolve."""
+    if not isinstance(err, requests.ConnectionError) or isinstance(err, requests.Timeout):
+        return False
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _short(err: Exception) -> str:

@@ -27,6 +27,7 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflo
 os.environ.pop("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", None)
 (_HOME / "dags").mkdir(exist_ok=True)
 
+from airflow_provider_asana_audit.budget import RateLimiter  # noqa: E402
 from airflow_provider_asana_audit.testing import FakeAsana  # noqa: E402
 from tests.helpers.archive import Archive, exported_archive  # noqa: E402
 
@@ -106,3 +107,12 @@ def archive(dags_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Arch
 def damaged(archive: Archive, tmp_path: Path) -> Archive:
     """A copy of the archive, to damage."""
     return archive.copy(tmp_path / "archive")
+
+
+@pytest.fixture(autouse=True)
+def _forget_learnt_token_rates() -> None:
+    """
+    Start every test with no learnt rate: the process keeps one adaptive limiter per token, and a
+    test's 429s would otherwise slow down the next tests that use the stand-in's token.
+    """
+    RateLimiter._registry.clear()

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.budget import RateLimiter, RetryPolicy
+from airflow_provider_asana_audit.budget import BudgetUsage, Outcome, RateLimiter, RetryPolicy
 from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogAuthError,
@@ -220,15 +220,17 @@ def test_429_waits_at_least_retry_after_before_the_next_request(fake: FakeAsana)
 
 
 class SignallingLimiter(RateLimiter):
-    """A rate limiter that tells when a client has paused it."""
+    """A rate limiter that tells when a client has reported a 429 to it (which pauses it)."""
 
     def __init__(self, requests_per_minute: float) -> None:
         super().__init__(requests_per_minute)
         self.paused = threading.Event()
 
-    def pause(self, seconds: float) -> None:
-        super().pause(seconds)
-        self.paused.set()
+    def settle(self, outcome: Outcome, *, retry_after: float | None = None) -> int:
+        reported = super().settle(outcome, retry_after=retry_after)
+        if outcome == "refused":
+            self.paused.set()
+        return reported
 
 
 def test_a_429_holds_back_every_client_sharing_the_token_limiter(fake: FakeAsana) -> None:
@@ -254,6 +256,17 @@ def test_retries_are_bounded_by_max_attempts(fake: FakeAsana) -> None:
 
 
 def test_retries_are_bounded_by_total_time(fake: FakeAsana) -> None:
+    fake.inject(Fault.UNAVAILABLE_503, count=50)
+    client = make_client(fake, retry=RetryPolicy(max_attempts=10, max_elapsed=5, backoff_base=30))
+    started = time.monotonic()
+    with pytest.raises(AsanaAuditLogRetriesExhaustedError, match=r"1 times.*HTTP 503"):
+        client.get_page(AuditLogQuery())
+    assert time.monotonic() - started < 5
+    assert fake.stats.requests == 1
+
+
+def test_a_429_is_bounded_by_total_time_only(fake: FakeAsana) -> None:
+    # A Retry-After that would end beyond max_elapsed fails at once, with the usual message.
     fake.inject(Fault.RATE_LIMIT, count=50, retry_after=30)
     client = make_client(fake, retry=RetryPolicy(max_attempts=10, max_elapsed=5))
     started = time.monotonic()
@@ -261,6 +274,18 @@ def test_retries_are_bounded_by_total_time(fake: FakeAsana) -> None:
         client.get_page(AuditLogQuery())
     assert time.monotonic() - started < 5
     assert fake.stats.requests == 1
+
+
+def test_a_429_with_retry_after_never_exhausts_the_retries(fake: FakeAsana) -> None:
+    fake.inject(Fault.RATE_LIMIT, count=5, retry_after=0)
+    limiter = RateLimiter(6000)
+    client = make_client(fake, rate_limiter=limiter, retry=RetryPolicy(max_attempts=2, backoff_base=0.01))
+    page = client.get_page(AuditLogQuery(page_size=1))
+    assert len(page.events) == 1
+    assert [r.status for r in fake.requests] == [429] * 5 + [200]
+    assert limiter.usage() == BudgetUsage(requests=6, refused=5, failed=0)
+    assert limiter.rate is not None
+    assert limiter.rate < 100  # each refusal cut the rate
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:

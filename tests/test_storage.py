@@ -43,6 +43,7 @@ from airflow_provider_asana_audit.storage import (
     atomic_write,
     default_base,
     default_destination,
+    executor_on_several_hosts,
     resolve_destination,
     sweep_staging,
 )
@@ -242,6 +243,46 @@ def test_the_default_base_is_base_path_else_the_config_option_else_under_airflow
     assert default_base(None) == f"file://{tmp_path / 'home'}/asana_audit_log"
 
 
+@pytest.mark.parametrize(
+    ("mounted", "several_hosts"),
+    [
+        ("ext4", True),  # the worker's own disk
+        ("nfs4", False),  # EFS, Filestore, a ReadWriteMany volume: every worker sees the same files
+        ("fuse.gcsfuse", False),
+        ("cifs", False),
+    ],
+)
+def test_a_local_path_counts_as_one_workers_own_unless_on_a_mount_hosts_can_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounted: str, several_hosts: bool
+) -> None:
+    import airflow_provider_asana_audit.storage as storage
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        f"/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /data xfs rw 0 0\nserver:/x {tmp_path} {mounted} rw 0 0\n"
+    )
+    monkeypatch.setattr(storage, "_MOUNTS", str(mounts))
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    path = ObjectStoragePath(f"file://{tmp_path}/asana/day.jsonl.gz")
+
+    found = executor_on_several_hosts(path)
+
+    assert found == ("CeleryExecutor" if several_hosts else None)
+
+
+def test_an_object_store_path_is_shared_and_a_local_path_without_a_mount_table_is_not(
+    store: NoRenameStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airflow_provider_asana_audit.storage as storage
+
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "KubernetesExecutor")
+    monkeypatch.setattr(storage, "_MOUNTS", str(tmp_path / "no-such-table"))  # as on macOS
+
+    assert executor_on_several_hosts(ObjectStoragePath(DESTINATION)) is None
+    local = ObjectStoragePath(f"file://{tmp_path}/day.jsonl.gz")
+    assert executor_on_several_hosts(local) == "KubernetesExecutor"
+
+
 @pytest.mark.parametrize("configured", [False, True], ids=["argument", "config option"])
 def test_a_relative_default_base_is_refused_naming_where_it_came_from(
     monkeypatch: pytest.MonkeyPatch, configured: bool
@@ -301,6 +342,78 @@ def test_a_write_that_is_not_committed_leaves_the_target_as_it_was_and_no_stagin
     assert staged.committed is False
     assert (tmp_path / "day.jsonl").read_bytes() == b"previous\n"
     assert _files(tmp_path) == ["day.jsonl"]
+
+
+def _tree(root: Path) -> list[str]:
+    """Every file and directory below ``root``, relative to it."""
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+@pytest.mark.parametrize("commit", [False, True], ids=["not committed", "committed"])
+def test_a_write_without_a_commit_removes_the_directories_it_made_and_only_those(
+    tmp_path: Path, commit: bool
+) -> None:
+    (tmp_path / "kept" / "empty").mkdir(parents=True)  # existed before: stays, though empty
+    (tmp_path / "kept" / "full").mkdir()
+    (tmp_path / "kept" / "full" / "other.jsonl").write_bytes(b"{}\n")
+    before = _tree(tmp_path)
+    targets = [
+        ObjectStoragePath(f"file://{tmp_path}/kept/empty/made/day.jsonl"),
+        ObjectStoragePath(f"file://{tmp_path}/kept/full/day.jsonl"),
+        ObjectStoragePath(f"file://{tmp_path}/new/made/day.jsonl"),
+    ]
+
+    for target in targets:
+        with atomic_write(target) as staged:
+            staged.file.write(b"{}\n")
+            if commit:
+                staged.commit()
+
+    if commit:
+        assert all(target.exists() for target in targets)
+    else:
+        assert _tree(tmp_path) == before
+
+
+def test_a_failed_write_keeps_a_directory_it_made_once_another_write_put_a_file_there(
+    tmp_path: Path,
+) -> None:
+    failing = ObjectStoragePath(f"file://{tmp_path}/day=1/a.jsonl")
+    sibling = ObjectStoragePath(f"file://{tmp_path}/day=1/b.jsonl")
+
+    def write() -> None:
+        with atomic_write(failing):
+            with atomic_write(sibling) as other:  # found the directory: not its own
+                other.file.write(b"{}\n")
+                other.commit()
+            raise OSError("read failed")
+
+    with pytest.raises(OSError, match="read failed"):
+        write()
+
+    assert _tree(tmp_path) == ["day=1", "day=1/b.jsonl"]
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["new base", "base with an earlier empty folder"])
+def test_a_failed_export_to_a_local_base_leaves_no_new_folder(
+    asana_conn: FakeAsana, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, earlier: bool
+) -> None:
+    workspace = f"asana/workspace_gid={asana_conn.workspace_gid}"
+    if earlier:  # existed before the run: stays, though empty
+        (tmp_path / workspace / "date=2020-01-01").mkdir(parents=True)
+    before = _tree(tmp_path)
+    conn = json.loads(asana_conn.connection_json())
+    conn["password"] = "revoked-token"
+    monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", json.dumps(conn))
+
+    with pytest.raises(AsanaAuditLogAuthError):
+        _export(None, base_path=str(tmp_path / "asana"))
+
+    assert _tree(tmp_path) == before
+    monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", asana_conn.connection_json())
+    summary = _export(None, base_path=str(tmp_path / "asana"))  # the next run makes the folder again
+    assert Path(summary["path"]).parent == tmp_path / workspace / f"date={START:%Y-%m-%d}"
+    assert summary["events"] == len(asana_conn.ground_truth(START, END))
 
 
 def test_the_target_is_replaced_only_by_the_commit(tmp_path: Path) -> None:

@@ -220,11 +220,7 @@ class AsanaAuditLogHook(BaseHook):
             connect_timeout=connect_timeout or self.connect_timeout,
             read_timeout=read_timeout or self.read_timeout,
             retry=retry or self.retry,
-            rate_limiter=(
-                RateLimiter.for_token(token, self.requests_per_minute)
-                if self.requests_per_minute is not None
-                else None
-            ),
+            rate_limiter=RateLimiter.for_token(token.strip(), self.requests_per_minute),
             logger=self.log,
         )
 

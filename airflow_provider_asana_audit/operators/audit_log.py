@@ -37,7 +37,12 @@ from airflow_provider_asana_audit.query import FILTER_NAMES, AuditLogQuery
 from airflow_provider_asana_audit.reconcile import Reconciliation, log_change, read_previous_export
 from airflow_provider_asana_audit.rules import RETENTION, check_conn_id, check_retention, retention_start
 from airflow_provider_asana_audit.slices import check_concurrency
-from airflow_provider_asana_audit.storage import atomic_write, default_destination, resolve_destination
+from airflow_provider_asana_audit.storage import (
+    atomic_write,
+    default_destination,
+    executor_on_several_hosts,
+    resolve_destination,
+)
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 from airflow_provider_asana_audit.utils import rendered
 from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS, AirflowRescheduleException
@@ -287,6 +292,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         workspace_gid = client.workspace_gid
         self._lineage = {"base_url": client.base_url, "workspace_gid": workspace_gid}
         target = self._destination(query, workspace_gid)
+        self._warn_if_scattered(target)
         manifest = manifest_path(target)
         reconciliation = Reconciliation(
             read_previous_export(target, manifest, start_at=start_at, end_at=end_at, log=self.log)
@@ -348,6 +354,21 @@ class AsanaAuditLogExportOperator(BaseOperator):
             end_at=end_at,
             filters=query.filters,
             conn_id=self.destination_conn_id,
+        )
+
+    def _warn_if_scattered(self, target: ObjectStoragePath) -> None:
+        """Warn when each worker would keep the files of the runs it ran on its own disk."""
+        executor = executor_on_several_hosts(target, executor=self.executor)
+        if executor is None:
+            return
+        self.log.warning(
+            "The export writes to %s, on the disk of the worker that runs it, but the executor %s runs "
+            "tasks on several hosts: the archive scatters across their disks, and the archive check on "
+            "any one of them reports gaps. Set base_path (or the option [asana_audit_log] base_path), or "
+            "destination, to storage every worker shares, such as 's3://bucket/asana' "
+            "(docs/scheduling.md#several-workers)",
+            target,
+            executor,
         )
 
     def _write_file(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -49,8 +50,12 @@ class AsanaAuditLogSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker; default
         ``[operators] default_deferrable``.
 
+    With ``soft_fail=True`` only the end of the wait (``timeout``) skips the task: an error of this
+    sensor (a wrong argument, a refused token, an unknown workspace, a failed read) fails it in every
+    mode, as it would without ``soft_fail``.
+
     .. seealso::
-        docs/sensors.md: the modes, the timeout, the XCom value, late events
+        docs/sensors.md: the modes, the timeout, soft_fail, the XCom value, late events
     """
 
     template_fields: Sequence[str] = ("start_at", "end_at", *FILTER_NAMES, "asana_audit_log_conn_id")
@@ -139,8 +144,40 @@ class AsanaAuditLogSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke or reschedule as usual; when deferrable, check once, then defer to the trigger."""
-        if not self.deferrable:
-            return super().execute(context)
+        with self._errors_fail_under_soft_fail():
+            if not self.deferrable:
+                return super().execute(context)
+            return self._check_then_defer(context)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after the trigger fired, with the same ``soft_fail`` rule as :meth:`execute`."""
+        with self._errors_fail_under_soft_fail():
+            return super().resume_execution(next_method, next_kwargs, context)
+
+    @contextmanager
+    def _errors_fail_under_soft_fail(self) -> Iterator[None]:
+        """
+        Undo the skip that ``soft_fail`` made of an error of this sensor: raise the error itself.
+
+        .. seealso:: docs/sensors.md#soft_fail-and-errors
+        """
+        # Airflow's soft_fail skips what poke() raised as AirflowFailException (here: every error a
+        # retry cannot cure) and any failure after a deferral, but not a failure before deferring: the
+        # same wrong argument skipped in one mode and failed in another. A skip reads as "no events",
+        # so a wrong window or a revoked token would skip every run in silence.
+        error: BaseException | None = None
+        try:
+            yield
+        except AirflowSkipException as skip:
+            cause = skip.__cause__
+            if not (self.soft_fail and isinstance(cause, (AsanaAuditLogError, AirflowFailException))):
+                raise
+            error = cause
+        if error is not None:
+            raise error
+
+    def _check_then_defer(self, context: Context) -> Any:
+        """Check once in the worker; unless enough events were found, defer to the trigger."""
         start_at, end_at = self._window(context)
         found = self._check(start_at, end_at)
         if found["count"] >= self.min_events:

@@ -30,12 +30,14 @@ from airflow_provider_asana_audit.utils import Logger
 __all__ = [
     "FILESYSTEM_PROVIDERS",
     "PRIVATE_FILE_MODE",
+    "SINGLE_HOST_EXECUTORS",
     "STAGING_GRACE_PERIOD",
     "StagedWrite",
     "StagingObject",
     "atomic_write",
     "default_base",
     "default_destination",
+    "executor_on_several_hosts",
     "resolve_base",
     "resolve_destination",
     "sweep_staging",
@@ -58,6 +60,19 @@ PRIVATE_FILE_MODE = 0o600
 STAGING_GRACE_PERIOD = timedelta(minutes=10)
 #: How often per grace period a live attempt renews its lease on a local staging file.
 _LEASE_RENEWALS_PER_GRACE_PERIOD = 10
+#: How often a local write makes its directories and opens its staging file, if a concurrent failed write
+#: removes a directory between the two.
+_OPEN_ATTEMPTS = 3
+#: The executors (by class name) that run every task on one host, the scheduler's; any other executor,
+#: including one this package does not know, may run a DAG's tasks on several hosts.
+SINGLE_HOST_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+#: Filesystem types (before any ``.subtype``) of mounts that several hosts can share, such as NFS (EFS,
+#: Filestore, Kubernetes ReadWriteMany volumes), SMB, CephFS or FUSE mounts of a bucket.
+_SHARED_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "lustre", "gpfs", "beegfs", "9p", "fuse"}
+)
+#: Where Linux lists this process's mounts.
+_MOUNTS = "/proc/self/mounts"
 _log = logging.getLogger(__name__)
 
 
@@ -165,6 +180,27 @@ def default_destination(
     return resolve_destination(f"{default_base(base_path).rstrip('/')}/{relative}", conn_id=conn_id)
 
 
+def executor_on_several_hosts(path: ObjectStoragePath, *, executor: str | None = None) -> str | None:
+    """
+    The executor that may run this task on several hosts, when ``path`` is on the disk of the one it runs on.
+
+    Then each run writes where the worker that ran it is, and no host holds the whole archive. Only the
+    configuration is read (``[core] executor``, whose first entry is the default, and the task's own
+    ``executor``), never the metadata database, which a task cannot reach on Airflow 3. A local path
+    on a mount that hosts can share (NFS, SMB, CephFS, FUSE...) counts as shared.
+
+    :param path: where the export writes.
+    :param executor: the task's ``executor`` argument: an executor's name, alias or module path.
+    :return: the executor, as configured, or ``None`` when every run writes to the same place.
+
+    .. seealso:: docs/scheduling.md#several-workers
+    """
+    if not _is_local(path) or _on_shared_mount(path.path):
+        return None
+    name = _task_executor(executor)
+    return None if name.rsplit(".", 1)[-1] in SINGLE_HOST_EXECUTORS else name
+
+
 class StagedWrite:
     """
     A write in progress, made by :func:`atomic_write`: write :attr:`file`, then :meth:`commit`.
@@ -203,9 +239,9 @@ def atomic_write(
     ``staged.file``, then ``staged.commit()``.
 
     Without a commit, or on an exception, the staging object is removed and ``target`` keeps what it
-    held. On a local disk the staging file is private (:data:`PRIVATE_FILE_MODE`) from its creation,
-    leased while it is written, and synced before the move. After the move, the stale staging objects
-    of ``target`` are removed.
+    held; so are the local directories this write created, if they are still empty. On a local disk the
+    staging file is private (:data:`PRIVATE_FILE_MODE`) from its creation, leased while it is written,
+    and synced before the move. After the move, the stale staging objects of ``target`` are removed.
 
     :param target: the file to write.
     :param log: where removals and failures are logged.
@@ -219,24 +255,22 @@ def atomic_write(
         raise ValueError(f"grace_period must be positive, not {grace_period}")
     parent = target.parent
     local = _is_local(target)
-    if local:
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise _unwritable(parent, err) from err
     staging = staging_path(target)
     renew_every = grace_period.total_seconds() / _LEASE_RENEWALS_PER_GRACE_PERIOD
+    created: list[str] = []  # the local directories this write made, deepest first
     try:
         with ExitStack() as open_staging:
-            raw = open_staging.enter_context(_open_staging(staging, local=local))
+            raw = open_staging.enter_context(_open_staging(staging, local=local, created=created))
             open_staging.enter_context(_lease(staging.path if local else None, every=renew_every, log=log))
             staged = StagedWrite(target, staging, raw, open_staging)
             yield staged
         if not staged.committed:
             _remove_quietly(staging, log)
+            _remove_empty_directories(created)
             return
     except BaseException:
         _remove_quietly(staging, log)
+        _remove_empty_directories(created)
         raise
     if local:
         _sync_directory(parent.path)
@@ -370,6 +404,47 @@ def _filesystem_error(scheme: str, err: Exception) -> AsanaAuditLogConfigError:
     return AsanaAuditLogConfigError(f"Airflow cannot open {scheme or 'this'}:// paths ({err}): {advice}")
 
 
+def _task_executor(executor: str | None) -> str:
+    """
+    The module path or name of the executor that runs a task, from ``[core] executor`` and its ``executor``.
+
+    The option lists executors separated by commas, each a name, a module path or ``alias:name-or-path``;
+    on Airflow 3 team lists follow after ``;`` as ``team=...``. A task without ``executor`` runs on
+    the first.
+    """
+    config = conf.get("core", "executor", fallback="") or ""
+    entries = [
+        entry.strip()
+        for segment in config.split(";")
+        for entry in segment.split("=")[-1].split(",")
+        if entry.strip()
+    ]
+    aliases = dict(entry.split(":", 1) for entry in entries if ":" in entry)
+    chosen = (executor or "").strip() or (entries[0] if entries else "LocalExecutor")
+    chosen = aliases.get(chosen, chosen)
+    return chosen.split(":", 1)[-1]
+
+
+def _on_shared_mount(path: str) -> bool:
+    """Whether the longest mount point above ``path`` holds a filesystem several hosts can share."""
+    try:
+        with open(_MOUNTS, encoding="utf-8", errors="replace") as mounts:
+            lines = mounts.read().splitlines()
+    except OSError:  # not Linux: nothing tells, so the path counts as this host's own
+        return False
+    real = os.path.realpath(path)
+    longest, kind = "", ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ").replace("\\011", "\t")  # the table escapes blanks
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(longest):
+            longest, kind = point, fields[2]
+    return kind.split(".", 1)[0] in _SHARED_FILESYSTEMS
+
+
 def _is_local(path: ObjectStoragePath) -> bool:
     protocol = path.fs.protocol
     protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
@@ -377,12 +452,13 @@ def _is_local(path: ObjectStoragePath) -> bool:
 
 
 @contextmanager
-def _open_staging(staging: ObjectStoragePath, *, local: bool) -> Iterator[BinaryIO]:
+def _open_staging(staging: ObjectStoragePath, *, local: bool, created: list[str]) -> Iterator[BinaryIO]:
     """
     The staging object open for writing; on a local disk private from its creation and synced at the end.
 
     The mode is given to ``open(2)`` itself, so there is no moment when the file is readable by others
-    (the umask can only take permissions away).
+    (the umask can only take permissions away). On a local disk the missing directories are made first
+    and added to ``created``, deepest first.
     """
     if not local:
         try:
@@ -393,10 +469,18 @@ def _open_staging(staging: ObjectStoragePath, *, local: bool) -> Iterator[Binary
             yield raw
         return
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        descriptor = os.open(staging.path, flags, PRIVATE_FILE_MODE)
-    except OSError as err:
-        raise _unwritable(staging.parent, err) from err
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            _make_directories(os.path.dirname(staging.path), created)
+            descriptor = os.open(staging.path, flags, PRIVATE_FILE_MODE)
+            break
+        except FileNotFoundError as err:
+            # A failed write of a sibling file removed a directory it had made, just after this write
+            # found it there: make it again.
+            if attempt + 1 == _OPEN_ATTEMPTS:
+                raise _unwritable(staging.parent, err) from err
+        except OSError as err:
+            raise _unwritable(staging.parent, err) from err
     with os.fdopen(descriptor, "wb") as raw:
         yield raw
         raw.flush()
@@ -432,6 +516,39 @@ def _lease(path: str | None, *, every: float, log: Logger) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def _make_directories(directory: str, made: list[str]) -> None:
+    """Make ``directory`` and its missing parents, one by one, adding each made to ``made``, deepest first."""
+    missing: list[str] = []
+    while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise  # a file of that name is in the way
+            continue  # made by a concurrent write: not ours to remove
+        made.insert(0, path)
+
+
+def _remove_empty_directories(directories: list[str]) -> None:
+    """
+    Remove the directories a write made (deepest first) while they are empty; never fails.
+
+    ``os.rmdir`` removes only an empty directory, so whatever another write put there since stays.
+    """
+    for path in directories:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            # Not empty (another write's file): nor are its parents. Any other refusal leaves an empty
+            # folder, which is harmless, and must not hide the error that failed the write.
+            return
 
 
 def _sync_directory(path: str) -> None:

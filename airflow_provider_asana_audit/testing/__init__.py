@@ -3,10 +3,10 @@ A local stand-in for Asana's audit log API, for tests, demos and benchmarks.
 
 :class:`FakeAsana` serves ``GET /api/1.0/workspaces/{workspace_gid}/audit_log_events`` over real HTTP
 on 127.0.0.1, faithful to Asana's behaviour (the stream contract, opaque signed offsets, retention,
-per-token rate limits, error envelopes), with one-shot :class:`Fault` injection, optional latency and
-a :meth:`FakeAsana.ground_truth` oracle. :func:`generate_events` makes deterministic, realistic events
-of the types Asana documents. ``python -m airflow_provider_asana_audit.testing`` runs it in the
-foreground.
+per-token rate limit and cap on requests in flight, error envelopes), with one-shot :class:`Fault`
+injection, optional latency and a :meth:`FakeAsana.ground_truth` oracle. :func:`generate_events` makes
+deterministic, realistic events of the types Asana documents.
+``python -m airflow_provider_asana_audit.testing`` runs it in the foreground.
 
 Only the standard library is used; nothing here imports Airflow or ``requests``.
 """

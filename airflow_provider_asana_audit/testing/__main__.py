@@ -4,9 +4,9 @@ Run the Asana audit log stand-in in the foreground.
 ::
 
     python -m airflow_provider_asana_audit.testing --port 8765 --append-every 10
-    # for throughput benchmarks: a million events, Asana's paid-plan rate limit, 50 ms a request
+    # for throughput benchmarks: a million events, Asana's paid-plan limits, 50 ms a request
     python -m airflow_provider_asana_audit.testing --port 0 --events 1000000 --days 30 \\
-        --requests-per-minute 1500 --latency 0.05
+        --requests-per-minute 1500 --max-in-flight 50 --latency 0.05
 
 The first line printed is machine-readable (``ASANA_STANDIN_URL=http://127.0.0.1:8765/api/1.0``); the
 next lines give the workspace gid and ready-to-paste Airflow connection set-ups. Ctrl-C or SIGTERM
@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bucket size of --requests-per-minute (default: one second's worth)",
     )
     parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        metavar="N",
+        help="per-token cap on requests in flight at once (429 with Retry-After: 1 beyond it)",
+    )
+    parser.add_argument(
         "--latency",
         type=float,
         default=0.0,
@@ -145,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             offset_ttl=args.offset_ttl,
             requests_per_minute=args.requests_per_minute,
             burst=args.burst,
+            max_in_flight=args.max_in_flight,
             latency=args.latency,
             host=args.host,
             port=args.port,

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 from airflow_provider_asana_audit.get_provider_info import CONN_TYPE
 from airflow_provider_asana_audit.testing.data import DEFAULT_WORKSPACE_GID, generate_events
 from airflow_provider_asana_audit.testing.faults import Fault, FaultQueue
-from airflow_provider_asana_audit.testing.limits import TokenBuckets
+from airflow_provider_asana_audit.testing.limits import InFlightCaps, TokenBuckets
 from airflow_provider_asana_audit.testing.query import Filters, OffsetCodec, ParsedRequest
 from airflow_provider_asana_audit.testing.recorder import RecordedRequest, Recorder, Stats
 from airflow_provider_asana_audit.testing.responses import AuditLogAPI
@@ -91,6 +91,13 @@ class FakeAsana:
         ``requests_per_minute / 60`` a second; a request that finds none gets 429 with
         ``Retry-After``, and takes a token all the same, since Asana counts rejected requests too.
     :param event_count: the exact number of generated events, instead of ``events_per_day``.
+    :param max_in_flight: per-token cap on the GETs of the events route in flight at once, as Asana's
+        (about 50); ``None``: no cap. A request is in flight from the moment the stand-in starts
+        handling it until its response is ready to send, its ``latency`` included. One over the cap
+        is answered at once with 429 and ``Retry-After: 1`` (Asana documents no value for this limit;
+        a slot frees within a request's latency, and the header counts whole seconds), and takes a
+        token from the ``requests_per_minute`` bucket all the same. :attr:`Stats.refused` counts the
+        refusals of each limit apart: ``"rate"`` and ``"concurrency"``.
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class FakeAsana:
         latency: float = 0.0,
         burst: int | None = None,
         event_count: int | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         if requests_per_minute is None and burst is not None:
             raise ValueError("burst needs requests_per_minute")
@@ -128,6 +136,7 @@ class FakeAsana:
             denied_tokens=dict(denied_tokens or {}),
             offsets=OffsetCodec(workspace_gid, offset_ttl),
             limits=None if requests_per_minute is None else TokenBuckets(requests_per_minute, burst),
+            in_flight=None if max_in_flight is None else InFlightCaps(max_in_flight),
             latency=latency,
             verbose=verbose,
         )
@@ -183,6 +192,12 @@ class FakeAsana:
         """The size of each token's bucket; ``None`` when unlimited."""
         limits = self._api.limits
         return None if limits is None else limits.burst
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """The per-token cap on requests in flight at once; ``None``: no cap."""
+        caps = self._api.in_flight
+        return None if caps is None else caps.max_in_flight
 
     @property
     def latency(self) -> float:
@@ -381,5 +396,5 @@ class FakeAsana:
         return self._recorder.requests
 
     def reset_stats(self) -> None:
-        """Zero the counters and forget the recorded requests (faults and rate limits stay)."""
+        """Zero the counters and forget the recorded requests (faults, limits and requests in flight stay)."""
         self._recorder.reset()

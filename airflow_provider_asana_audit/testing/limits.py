@@ -2,10 +2,11 @@
 Asana's limits on what one token may ask of the API, each answering whether a request may go ahead.
 
 * :class:`TokenBuckets`: the per-token rate limit (requests per minute), a token bucket per token.
-  A request it refuses gets 429 with the ``Retry-After`` it gives.
+* :class:`InFlightCaps`: the per-token cap on requests in flight at once (about 50 GETs at Asana).
 
-Asana also caps the requests a token may have in flight at once (a 429 beyond it); that cap, when it
-comes, belongs here beside the buckets, since it answers the same question for a different reason.
+Both answer in the same way: ``None`` when the request may go ahead, else the ``Retry-After`` in whole
+seconds of the 429 it gets. Each names itself with :attr:`~TokenBuckets.reason` (``"rate"``,
+``"concurrency"``), the key under which the stand-in counts its refusals in ``Stats.refused``.
 
 Only the standard library is used.
 """
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["TokenBuckets"]
+__all__ = ["InFlightCaps", "TokenBuckets"]
 
 
 class TokenBuckets:
@@ -35,6 +36,9 @@ class TokenBuckets:
     :param burst: the bucket size; default one second's worth, ``max(1, ceil(requests_per_minute / 60))``.
     :param clock: the monotonic clock in seconds (replaceable in tests).
     """
+
+    #: The key of this limit's refusals in ``Stats.refused``.
+    reason = "rate"
 
     def __init__(
         self,
@@ -74,3 +78,62 @@ class TokenBuckets:
         with self._lock:
             tokens, since = self._buckets.get(token, (float(self.burst), now))
             return min(float(self.burst), tokens + (now - since) * self.rate)
+
+
+class InFlightCaps:
+    """
+    Asana's cap on the requests one token may have in flight at once, per token; thread-safe.
+
+    A request is in flight from :meth:`enter` until :meth:`leave`: the stand-in enters it as it starts
+    handling it and leaves it once its response is built (the latency is spent in between, so a latency
+    makes requests overlap as at Asana). A request that finds ``max_in_flight`` of its token's requests
+    in flight is refused and does not enter.
+
+    The ``Retry-After`` of a refusal is :attr:`retry_after`, 1 second. Asana documents none for this
+    limit; a slot frees as soon as any in-flight request of the token is answered (a fraction of a
+    second at Asana's latencies), and ``Retry-After`` counts whole seconds, so the shortest non-zero
+    wait is the honest one.
+
+    :param max_in_flight: the cap, at least 1 (Asana's is about 50 GETs).
+    """
+
+    #: The key of this limit's refusals in ``Stats.refused``.
+    reason = "concurrency"
+    #: The ``Retry-After`` of a refusal, in seconds.
+    retry_after = 1
+
+    def __init__(self, max_in_flight: int) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1 or None, not {max_in_flight}")
+        self.max_in_flight = max_in_flight
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}  # token -> requests in flight; absent when none
+
+    def enter(self, token: str) -> int | None:
+        """
+        Count a request of ``token`` as in flight; return ``None``, or the Retry-After when at the cap.
+
+        Every ``None`` must be paired with one :meth:`leave`; a refused request holds no slot.
+        """
+        with self._lock:
+            count = self._in_flight.get(token, 0)
+            if count >= self.max_in_flight:
+                return self.retry_after
+            self._in_flight[token] = count + 1
+            return None
+
+    def leave(self, token: str) -> None:
+        """Count an admitted request of ``token`` as answered."""
+        with self._lock:
+            count = self._in_flight.get(token, 0) - 1
+            if count < 0:
+                raise RuntimeError("leave() without enter()")
+            if count:
+                self._in_flight[token] = count
+            else:
+                del self._in_flight[token]
+
+    def in_flight(self, token: str) -> int:
+        """The requests of ``token`` in flight now."""
+        with self._lock:
+            return self._in_flight.get(token, 0)

@@ -30,6 +30,8 @@ class RecordedRequest:
     :param status: the status sent; ``0`` when the connection was dropped without a response.
     :param fault: the value of the fault served, if any.
     :param time: when the request arrived (``time.time()``).
+    :param refused: which of the token's limits refused it with 429 (``"rate"`` or ``"concurrency"``);
+        ``None`` when none did (an injected 429 is a ``fault``).
     """
 
     method: str
@@ -39,6 +41,7 @@ class RecordedRequest:
     status: int
     fault: str | None = None
     time: float = 0.0
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Stats:
     :param faults_served: faults served by :class:`Fault` value; missing faults read as 0.
     :param pages_served: complete 200 pages of audit events served.
     :param events_served: events in those pages.
+    :param refused: 429s by the limit that sent them, ``"rate"`` (the per-minute token bucket) or
+        ``"concurrency"`` (the cap on requests in flight); missing limits read as 0.
     """
 
     requests: int = 0
@@ -58,6 +63,7 @@ class Stats:
     faults_served: collections.Counter[str] = field(default_factory=collections.Counter)
     pages_served: int = 0
     events_served: int = 0
+    refused: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class Recorder:
@@ -82,6 +88,7 @@ class Recorder:
         fault: Fault | None,
         arrived_at: float,
         events: int | None,
+        refused: str | None = None,
     ) -> None:
         """
         Log an answered request and count its status, fault and events.
@@ -90,12 +97,15 @@ class Recorder:
         :param fault: the fault served, if any.
         :param arrived_at: when it arrived (``time.time()``).
         :param events: the events of a complete 200 page; ``None`` for anything else.
+        :param refused: the limit that refused it, if any (see :attr:`Stats.refused`).
         """
         with self._lock:
             stats = self._stats
             stats.by_status[status] += 1
             if fault is not None:
                 stats.faults_served[fault.value] += 1
+            if refused is not None:
+                stats.refused[refused] += 1
             if events is not None:
                 self._stats = dataclasses.replace(
                     stats, pages_served=stats.pages_served + 1, events_served=stats.events_served + events
@@ -109,6 +119,7 @@ class Recorder:
                     status,
                     fault.value if fault is not None else None,
                     arrived_at,
+                    refused,
                 )
             )
 
@@ -121,6 +132,7 @@ class Recorder:
                 stats,
                 by_status=collections.Counter(stats.by_status),
                 faults_served=collections.Counter(stats.faults_served),
+                refused=collections.Counter(stats.refused),
             )
 
     @property

@@ -6,6 +6,12 @@ How the stand-in answers ``GET /api/1.0/workspaces/{workspace_gid}/audit_log_eve
   404 too.
 * Over the per-token rate limit: 429 with an integer ``Retry-After`` (see
   :class:`~airflow_provider_asana_audit.testing.limits.TokenBuckets`).
+* Over the per-token cap on GETs in flight: 429 with ``Retry-After: 1``, answered on arrival, without
+  the latency, and taking a token from the rate bucket all the same (see
+  :class:`~airflow_provider_asana_audit.testing.limits.InFlightCaps`). A request is in flight from
+  the moment the stand-in starts handling it until its response is built, just before its bytes are
+  written: released any later, a client that keeps within the cap could send its next request the
+  moment it reads an answer and be refused for a slot the stand-in had not yet given back.
 * Parameters and offsets are read as :mod:`~airflow_provider_asana_audit.testing.query` describes;
   events are selected as :mod:`~airflow_provider_asana_audit.testing.store` describes.
 * **The stream contract:** ``next_page`` is ``null`` only when no event at all matches the filters.
@@ -30,7 +36,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from airflow_provider_asana_audit.testing.faults import Fault, FaultQueue
-from airflow_provider_asana_audit.testing.limits import TokenBuckets
+from airflow_provider_asana_audit.testing.limits import InFlightCaps, TokenBuckets
 from airflow_provider_asana_audit.testing.query import (
     INVALID_OFFSET_MESSAGE,
     BadRequest,
@@ -87,6 +93,8 @@ class Response:
     :param events: the number of events, for a 200 page of events.
     :param drop: close the connection without sending anything.
     :param truncate: send the full ``Content-Length`` but half of the body, then close.
+    :param refused: for a 429 of one of the token's limits, its ``reason`` (``"rate"``,
+        ``"concurrency"``).
     """
 
     status: int
@@ -96,6 +104,7 @@ class Response:
     events: int | None = None
     drop: bool = False
     truncate: bool = False
+    refused: str | None = None
 
 
 def _json_response(status: int, body: Any) -> Response:
@@ -116,6 +125,13 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
+def _too_many(retry_after: float, *, refused: str | None) -> Response:
+    response = error_response(429, _TOO_MANY)
+    response.headers["Retry-After"] = _format_seconds(retry_after)
+    response.refused = refused
+    return response
+
+
 class AuditLogAPI:
     """
     The endpoint's behaviour, independent of the HTTP transport; thread-safe.
@@ -128,6 +144,7 @@ class AuditLogAPI:
     :param denied_tokens: tokens that are known but refused, mapped to their status (402 or 403).
     :param offsets: issues and checks offsets.
     :param limits: the per-token rate limit; ``None``: unlimited.
+    :param in_flight: the per-token cap on GETs in flight to the events route; ``None``: no cap.
     :param latency: seconds to wait before answering any request to the events route.
     :param verbose: re-raise the stand-in's own errors (instead of answering 500) so they are logged.
     """
@@ -143,6 +160,7 @@ class AuditLogAPI:
         denied_tokens: dict[str, int],
         offsets: OffsetCodec,
         limits: TokenBuckets | None = None,
+        in_flight: InFlightCaps | None = None,
         latency: float = 0.0,
         verbose: bool = False,
     ) -> None:
@@ -156,6 +174,7 @@ class AuditLogAPI:
         self.denied_tokens = denied_tokens
         self.offsets = offsets
         self.limits = limits
+        self.in_flight = in_flight
         self.latency = latency
         self.verbose = verbose
         #: Where ``next_page.uri`` points: ``http://<host>:<port>/api/1.0`` once serving.
@@ -168,6 +187,41 @@ class AuditLogAPI:
         request = ParsedRequest.from_http(method, target, headers)
         arrived_at = time.time()
         self.recorder.arrived()
+        caps, token = self.in_flight, self._capped_token(request)
+        fault: Fault | None = None
+        if caps is None or token is None:
+            response, fault = self._serve(request)
+        elif (retry_after := caps.enter(token)) is None:
+            try:
+                response, fault = self._serve(request)
+            finally:
+                caps.leave(token)  # before the bytes are written: see the module's docstring
+        else:
+            # Refused on arrival, before any fault is taken or any work done. Refusals count against
+            # the rate limit too, so it takes a token from the bucket, whatever the bucket holds.
+            if self.limits is not None:
+                self.limits.take(token)
+            response = _too_many(retry_after, refused=caps.reason)
+
+        # Counted before sending, so a client that has its response always sees it in the stats.
+        self.recorder.answered(
+            request,
+            response.status,
+            fault=fault,
+            arrived_at=arrived_at,
+            events=None if response.truncate else response.events,
+            refused=response.refused,
+        )
+        return response
+
+    def _capped_token(self, request: ParsedRequest) -> str | None:
+        """The token whose in-flight cap ``request`` counts against; ``None`` when none does."""
+        if request.method not in ("GET", "HEAD") or request.token != self.token:
+            return None  # refused for its method or token anyway: Asana caps the reads it serves
+        return request.token if _ROUTE.match(request.path) else None
+
+    def _serve(self, request: ParsedRequest) -> tuple[Response, Fault | None]:
+        """The answer to an admitted request, and the fault it was served."""
         pending = self.faults.take(request)  # at arrival: concurrent requests take faults in order
         fault = pending.fault if pending is not None else None
         if self.latency and _ROUTE.match(request.path):
@@ -178,8 +232,7 @@ class AuditLogAPI:
         if fault is Fault.DROP:
             response = Response(0, drop=True)
         elif fault is Fault.RATE_LIMIT and pending is not None:
-            response = error_response(429, _TOO_MANY)
-            response.headers["Retry-After"] = _format_seconds(pending.retry_after)
+            response = _too_many(pending.retry_after, refused=None)  # injected: a fault, no limit's
         elif fault is not None and fault in _ERROR_STATUS:
             response = error_response(*_ERROR_STATUS[fault])
         elif fault is Fault.NOT_JSON:
@@ -195,15 +248,7 @@ class AuditLogAPI:
                 response = error_response(500, f"Server Error ({type(exc).__name__})")
             response.truncate = fault is Fault.TRUNCATE
 
-        # Counted before sending, so a client that has its response always sees it in the stats.
-        self.recorder.answered(
-            request,
-            response.status,
-            fault=fault,
-            arrived_at=arrived_at,
-            events=None if response.truncate else response.events,
-        )
-        return response
+        return response, fault
 
     def _respond(self, request: ParsedRequest) -> Response:
         match = _ROUTE.match(request.path)
@@ -214,11 +259,8 @@ class AuditLogAPI:
             return error_response(401, "Not Authorized")
         if token != self.token:
             return error_response(self.denied_tokens[token], _DENIED)
-        retry_after = self.limits.take(token) if self.limits is not None else None
-        if retry_after is not None:
-            response = error_response(429, _TOO_MANY)
-            response.headers["Retry-After"] = str(retry_after)
-            return response
+        if self.limits is not None and (retry_after := self.limits.take(token)) is not None:
+            return _too_many(retry_after, refused=self.limits.reason)
         workspace_gid = match.group(1)
         if workspace_gid != self.workspace_gid:
             return error_response(404, f"workspace: Unknown object: {workspace_gid}")

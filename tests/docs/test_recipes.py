@@ -1,5 +1,6 @@
 """
-The recipes of docs/recipes.md against a real export: the DuckDB query answers its question right.
+The recipes of docs/recipes.md against a real export: the DuckDB query answers its question right,
+also with a filtered export of the same events kept under the same base.
 
 The exports are made from the stand-in by the export operator (``tests/docs/conftest.py``); the
 answer is computed again here, in Python, from the stand-in's ground truth.
@@ -7,13 +8,18 @@ answer is computed again here, in Python, from the stand-in's ground truth.
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
+from airflow_provider_asana_audit.budget import RetryPolicy
+from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
 from airflow_provider_asana_audit.timeutils import parse_instant
 from tests.docs.conftest import DocsExports
 from tests.docs.markdown import Block, blocks
@@ -31,11 +37,19 @@ def _recipes() -> list[Block]:
     ]
 
 
-def _query(exports: DocsExports) -> str:
+def _query(exports: DocsExports, base: Path | None = None) -> str:
+    """The recipe's SQL, reading the exports under ``base`` (default: ``exports.base``)."""
     (block,) = _recipes()
     assert block.language == "sql"
     address = exports.fake.base_url.split("://", 1)[1].split("/", 1)[0]
-    return substitute(block.code, standin_address=address, export_directory=exports.base)
+    return substitute(block.code, standin_address=address, export_directory=base or exports.base)
+
+
+def _glob(sql: str) -> str:
+    """The files the query reads."""
+    globs: list[str] = re.findall(r"read_ndjson_objects\('([^']+)'\)", sql)
+    (glob,) = globs
+    return glob
 
 
 def _expected_failed_logins(exports: DocsExports) -> list[tuple[Any, ...]]:
@@ -77,7 +91,39 @@ def test_duckdb_recipe_finds_who_failed_to_log_in_most(docs_exports: DocsExports
 
 def test_duckdb_recipe_reads_only_the_export_files(docs_exports: DocsExports) -> None:
     """The recipe's glob takes the events files, not the manifests beside them."""
-    glob = f"{docs_exports.base}/workspace_gid=*/date=*/*.jsonl.gz"
+    glob = _glob(_query(docs_exports))
     ((count,),) = _fetch(f"SELECT count(*) FROM read_ndjson_objects('{glob}')")
     assert count == len(docs_exports.fake.ground_truth(docs_exports.start, docs_exports.end))
     assert sorted(p.name for p in docs_exports.base.rglob("*.manifest.json")) != []
+
+
+def test_duckdb_recipe_counts_once_beside_a_filtered_export(
+    docs_exports: DocsExports, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filtered export of the failed logins in the same layout (``_f<hash>``) is not read twice."""
+    base = tmp_path / "exports"
+    shutil.copytree(docs_exports.base, base)
+    newest = docs_exports.end - timedelta(days=1)
+    monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", docs_exports.fake.connection_json())
+    AsanaAuditLogExportOperator(
+        task_id="export_failed_logins",
+        start_at=newest,
+        end_at=docs_exports.end,
+        base_path=f"file://{base}",
+        event_type="user_login_failed",
+        settle_period=timedelta(0),
+        request_retry=RetryPolicy(backoff_base=0.01, backoff_max=0.05),
+    ).execute(context={})
+    (filtered,) = base.rglob("*_f*.jsonl.gz")
+    failed_that_day = len(
+        docs_exports.fake.ground_truth(newest, docs_exports.end, event_type="user_login_failed")
+    )
+    assert failed_that_day > 0
+    sql = _query(docs_exports, base)
+    every_file = _glob(sql).rsplit("/", 1)[0] + "/*.jsonl.gz"
+    ((naive,),) = _fetch(f"SELECT count(*) FROM read_ndjson_objects('{every_file}')")
+    ((counted,),) = _fetch(f"SELECT count(*) FROM read_ndjson_objects('{_glob(sql)}')")
+
+    assert naive == counted + failed_that_day, f"{filtered} should be where a careless glob finds it"
+    assert counted == len(docs_exports.fake.ground_truth(docs_exports.start, docs_exports.end))
+    assert _fetch(sql) == _expected_failed_logins(docs_exports)

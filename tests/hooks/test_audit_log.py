@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
-from airflow_provider_asana_audit.budget import RetryPolicy
+from airflow_provider_asana_audit.budget import RateLimiter, RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook, AuditLogCheck
 from airflow_provider_asana_audit.query import AuditLogQuery
@@ -297,13 +297,19 @@ def test_the_read_timeout_applies_to_each_request(
 def test_requests_per_minute_gives_the_client_the_tokens_shared_rate_limiter(asana_conn: FakeAsana) -> None:
     client = AsanaAuditLogHook(requests_per_minute=600).client
 
-    assert client.rate_limiter is not None
-    assert client.rate_limiter.rate == pytest.approx(10)
+    assert isinstance(client.rate_limiter, RateLimiter)
+    assert client.rate_limiter.ceiling == pytest.approx(10)
     assert AsanaAuditLogHook(requests_per_minute=600).client.rate_limiter is client.rate_limiter
 
 
-def test_without_requests_per_minute_the_client_has_no_rate_limiter(asana_conn: FakeAsana) -> None:
-    assert AsanaAuditLogHook().client.rate_limiter is None
+def test_without_requests_per_minute_the_client_learns_the_tokens_rate(asana_conn: FakeAsana) -> None:
+    # Unlimited until Asana's first 429, and still shared by every client of the token.
+    client = AsanaAuditLogHook().client
+
+    assert isinstance(client.rate_limiter, RateLimiter)
+    assert (client.rate_limiter.ceiling, client.rate_limiter.rate) == (None, None)
+    assert AsanaAuditLogHook().client.rate_limiter is client.rate_limiter
+    assert AsanaAuditLogHook(requests_per_minute=600).client.rate_limiter is not client.rate_limiter
 
 
 # --- the shared check ---------------------------------------------------------------------------------

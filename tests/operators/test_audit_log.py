@@ -336,3 +336,69 @@ def test_events_outside_the_interval_are_dropped(
 
     assert read_events(tmp_path / "day.jsonl") == truth
     assert summary["events"] == len(truth)
+
+
+# ---------------------------------------------------------------- several workers
+
+
+def _fleet_warnings(log: Any) -> list[str]:
+    calls = log.return_value.warning.call_args_list
+    return [call.args[0] % call.args[1:] for call in calls if "several hosts" in call.args[0]]
+
+
+@pytest.mark.parametrize(
+    ("executor", "task_executor", "warned"),
+    [
+        ("CeleryExecutor", None, "CeleryExecutor"),
+        ("KubernetesExecutor", None, "KubernetesExecutor"),
+        (
+            "airflow.providers.edge3.executors.EdgeExecutor",
+            None,
+            "airflow.providers.edge3.executors.EdgeExecutor",
+        ),
+        ("LocalExecutor,CeleryExecutor", None, None),  # the first is the default
+        ("LocalExecutor,CeleryExecutor", "CeleryExecutor", "CeleryExecutor"),
+        ("CeleryExecutor,k8s:KubernetesExecutor", "k8s", "KubernetesExecutor"),
+        ("CeleryExecutor,airflow.executors.local_executor.LocalExecutor", "LocalExecutor", None),
+        ("LocalExecutor", None, None),
+        ("SequentialExecutor", None, None),
+    ],
+)
+def test_a_local_default_base_under_an_executor_of_several_hosts_is_warned_about_once(
+    asana_conn: FakeAsana,
+    tmp_path: Path,
+    mocker: MockerFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    executor: str,
+    task_executor: str | None,
+    warned: str | None,
+) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))  # the default base: $AIRFLOW_HOME/asana_audit_log
+    log = mocker.patch.object(AsanaAuditLogExportOperator, "log", new_callable=mocker.PropertyMock)
+
+    summary = _operator(executor=task_executor).execute(_context())
+
+    assert summary["path"].startswith(f"file://{tmp_path}/asana_audit_log/")
+    if warned is None:
+        assert _fleet_warnings(log) == []
+    else:
+        (warning,) = _fleet_warnings(log)
+        assert f"the executor {warned} runs tasks on several hosts" in warning
+        assert summary["path"] in warning
+        assert "Set base_path (or the option [asana_audit_log] base_path)" in warning
+        assert "'s3://bucket/asana'" in warning
+        assert asana_conn.token not in warning
+
+
+@pytest.mark.parametrize("where", ["base_path", "destination"])
+def test_a_local_base_path_or_destination_under_celery_is_warned_about(
+    asana_conn: FakeAsana, tmp_path: Path, mocker: MockerFixture, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    log = mocker.patch.object(AsanaAuditLogExportOperator, "log", new_callable=mocker.PropertyMock)
+    value = str(tmp_path) if where == "base_path" else f"file://{tmp_path}/day.jsonl.gz"
+
+    _operator(**{where: value}).execute(_context())
+
+    assert len(_fleet_warnings(log)) == 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import select
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,6 +132,7 @@ def test_cli_exits_2_when_the_port_is_taken() -> None:
         (["--burst", "3"], "burst needs requests_per_minute"),
         (["--requests-per-minute", "0"], "requests_per_minute"),
         (["--events", "-5"], "count"),
+        (["--max-in-flight", "0"], "max_in_flight"),
     ],
 )
 def test_an_invalid_option_value_exits_2_with_a_message(
@@ -143,13 +146,49 @@ def test_parser_defaults() -> None:
     args = build_parser().parse_args([])
     assert (args.port, args.days, args.events_per_day, args.events) == (8765, 7, 200, None)
     assert (args.requests_per_minute, args.burst, args.latency) == (None, None, 0.0)
+    assert args.max_in_flight is None
 
 
 def test_parser_reads_the_benchmark_options() -> None:
-    args = build_parser().parse_args(
-        ["--events", "1000000", "--requests-per-minute", "1500", "--burst", "30", "--latency", "0.05"]
-    )
+    benchmark = ["--events", "1000000", "--requests-per-minute", "1500", "--burst", "30", "--latency", "0.05"]
+    args = build_parser().parse_args([*benchmark, "--max-in-flight", "50"])
     assert (args.events, args.requests_per_minute, args.burst, args.latency) == (1_000_000, 1500, 30, 0.05)
+    assert args.max_in_flight == 50
+
+
+def test_the_max_in_flight_flag_needs_a_whole_number(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["--max-in-flight", "fifty"])
+    assert exit_.value.code == 2
+    assert "--max-in-flight" in capsys.readouterr().err
+
+
+def test_cli_max_in_flight_caps_concurrent_requests(launch: Launch) -> None:
+    # One slot and a latency far beyond the deadline: of two requests sent at once, one holds the slot
+    # until SIGTERM cuts its latency short, so the first answer to come back is the other's refusal.
+    process, url = launch("--events-per-day", "10", "--max-in-flight", "1", "--latency", "600")
+    answers: queue.Queue[object] = queue.Queue()
+
+    def get() -> None:
+        try:
+            answers.put(requests.get(url + EVENTS_PATH, headers=AUTH, timeout=DEADLINE * 2))
+        except requests.RequestException as exc:  # the held one, when the stand-in stops under it
+            answers.put(exc)
+
+    threads = [threading.Thread(target=get, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        first = answers.get(timeout=DEADLINE)
+        assert isinstance(first, requests.Response)
+        assert first.status_code == 429
+        assert first.headers["Retry-After"] == "1"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(DEADLINE)
+        for thread in threads:
+            thread.join(DEADLINE)
+    assert answers.qsize() == 1  # the held request ended too
 
 
 def test_setup_lines_start_with_the_url_and_give_the_connection(fake: FakeAsana) -> None:

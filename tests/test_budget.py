@@ -1,0 +1,155 @@
+"""
+The token's budget: a limiter that spaces requests, holds everyone back after a 429 and adapts to
+the rate the server accepts; and a read under a tight budget, with any concurrency, against the
+stand-in's real token bucket.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_asana_audit.budget import BudgetUsage, RateLimiter
+from airflow_provider_asana_audit.client import AsanaAuditLogClient
+from airflow_provider_asana_audit.query import AuditLogQuery
+from airflow_provider_asana_audit.testing import FakeAsana
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _limiter(requests_per_minute: float | None, **kwargs: int) -> tuple[RateLimiter, FakeClock]:
+    clock = FakeClock()
+    return RateLimiter(requests_per_minute, clock=clock, sleep=clock.sleep, **kwargs), clock
+
+
+def test_a_refusal_holds_everyone_back_then_lets_them_go_one_at_a_time() -> None:
+    limiter, clock = _limiter(600, burst=10)  # 10/s, bursts of 10
+    assert limiter.acquire()
+    limiter.settle("refused", retry_after=2)
+    sent = []
+    for _ in range(3):
+        limiter.acquire()
+        sent.append(clock.now)
+        limiter.settle("ok")
+    assert sent[0] >= 2  # nothing before Retry-After has passed
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert limiter.rate is not None
+    assert all(gap == pytest.approx(1 / limiter.rate, rel=0.1) for gap in gaps)  # no burst after the pause
+
+
+def test_a_refusal_cuts_the_rate_which_grows_back_to_where_it_was_but_never_past_the_ceiling() -> None:
+    limiter, clock = _limiter(600)
+    limiter.acquire()
+    limiter.settle("refused", retry_after=1)
+    assert limiter.rate == pytest.approx(10 * RateLimiter.DECREASE)
+    rates: list[float] = []
+    for _ in range(int(RateLimiter.RECOVERY * 20)):
+        limiter.acquire()
+        limiter.settle("ok")
+        rates.append(limiter.rate or 0.0)
+    assert rates == sorted(rates)
+    assert limiter.rate == pytest.approx(10)  # grown back in RECOVERY seconds, and capped there
+    assert clock.now > RateLimiter.RECOVERY
+
+
+def test_a_burst_of_refusals_cuts_the_rate_once() -> None:
+    limiter, _ = _limiter(600)
+    for _ in range(4):
+        limiter.acquire()
+    for _ in range(4):  # four requests in flight, all refused at once: one excess, one cut
+        limiter.settle("refused", retry_after=1)
+    assert limiter.rate == pytest.approx(10 * RateLimiter.DECREASE)
+    assert limiter.usage() == BudgetUsage(requests=4, refused=4, failed=0)
+
+
+def test_without_a_rate_requests_start_one_at_a_time_and_the_window_grows_with_each_answer() -> None:
+    limiter = RateLimiter(None)  # the real clock: the waiter below waits in real time
+    assert limiter.acquire()
+    second = threading.Event()
+    cancel = threading.Event()
+
+    def send_second() -> None:
+        if limiter.acquire(cancel=cancel):
+            second.set()
+
+    waiter = threading.Thread(target=send_second)
+    waiter.start()
+    assert not second.wait(0.2), "a second request went out before the first was answered"
+    limiter.settle("ok")
+    assert second.wait(5), "the answer should let the next request go"
+    waiter.join()
+    assert limiter.acquire()  # two may be in flight now: the window grew by one
+    assert limiter.rate is None  # no rate until a refusal
+
+
+def test_the_first_refusal_sets_a_rate_from_what_was_accepted() -> None:
+    limiter, clock = _limiter(None)
+    for _ in range(10):
+        limiter.acquire()
+        limiter.settle("ok")
+        clock.now += 0.2  # 5 accepted a second
+    limiter.acquire()
+    limiter.settle("refused", retry_after=1)
+    assert limiter.rate == pytest.approx(5 * RateLimiter.DECREASE, rel=0.25)
+
+
+def test_failures_are_counted_apart_from_refusals() -> None:
+    limiter, _ = _limiter(600)
+    limiter.acquire()
+    limiter.settle("failed")
+    assert limiter.usage() == BudgetUsage(requests=1, refused=0, failed=1)
+    assert limiter.rate == pytest.approx(10)  # a 5xx is no rate limit
+
+
+# ------------------------------------------------------------ a read under a tight budget
+
+
+def _read(concurrency: int, start: datetime, end: datetime) -> tuple[bool, int, int]:
+    """One day read with ``concurrency`` against its own stand-in: exact?, requests, 429s."""
+    with FakeAsana(
+        token=f"tight-{concurrency}",
+        event_count=6000,
+        start=start - timedelta(days=2),
+        end=end,
+        # A token shared with another consumer: 120 requests a minute, in bursts of 2.
+        requests_per_minute=120,
+        burst=2,
+        latency=0.05,
+    ) as fake:
+        client = AsanaAuditLogClient(
+            token=fake.token, workspace_gid=fake.workspace_gid, base_url=fake.base_url
+        )
+        with client:
+            gids = [
+                event["gid"]
+                for event in client.iter_events(
+                    AuditLogQuery(start_at=start, end_at=end), concurrency=concurrency
+                )
+            ]
+        truth = [event["gid"] for event in fake.ground_truth(start, end)]
+        stats = fake.stats
+        return gids == truth, stats.requests, stats.by_status[429]
+
+
+def test_a_read_under_a_tight_budget_finishes_exact_with_few_refusals_at_any_concurrency() -> None:
+    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=1)
+    # Each concurrency reads from a stand-in of its own, all at once, so the three take one read's time.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = dict(zip((1, 4, 8), pool.map(lambda c: _read(c, start, end), (1, 4, 8)), strict=True))
+    for concurrency, (exact, requests, refused) in results.items():
+        assert exact, f"concurrency={concurrency}: the events differ from the stand-in's"
+        assert refused <= 0.05 * requests, f"concurrency={concurrency}: {refused} of {requests} refused"

@@ -269,8 +269,9 @@ class RateLimiter:
                 return 0
             self._usage = replace(self._usage, refused=self._usage.refused + 1)
             # One cut per excess: the refusals of requests sent before the pause, or with no answer
-            # in between, answer the same excess as the first.
-            if now >= self._paused_until and self._answered_since_cut:
+            # in between, answer the same excess as the first. A Retry-After of 0 says the budget
+            # has room now (a refusal for another reason), so it is retried without a cut.
+            if retry_after != 0 and now >= self._paused_until and self._answered_since_cut:
                 self._cut(now, retry_after)
                 self._answered_since_cut = False
             self._hold(now, retry_after or 0.0)

@@ -75,6 +75,20 @@ def test_a_burst_of_refusals_cuts_the_rate_once() -> None:
     assert limiter.usage() == BudgetUsage(requests=4, refused=4, failed=0)
 
 
+def test_a_refusal_with_retry_after_zero_is_retried_without_a_cut() -> None:
+    limiter, _ = _limiter(600)
+    for _ in range(20):  # "come back now": a refusal for another reason than the budget
+        limiter.acquire()
+        limiter.settle("refused", retry_after=0)
+        limiter.acquire()
+        limiter.settle("ok")
+    assert limiter.rate == pytest.approx(10)
+    assert limiter.usage() == BudgetUsage(requests=40, refused=20, failed=0)
+    limiter.acquire()
+    limiter.settle("refused", retry_after=1)
+    assert (limiter.rate or 0) < 10 * RateLimiter.DECREASE + 1e-9  # one that says when to come back cuts it
+
+
 def test_without_a_rate_requests_start_one_at_a_time_and_the_window_grows_with_each_answer() -> None:
     limiter = RateLimiter(None)  # the real clock: the waiter below waits in real time
     assert limiter.acquire()

@@ -277,7 +277,7 @@ def test_a_429_is_bounded_by_total_time_only(fake: FakeAsana) -> None:
 
 
 def test_a_429_with_retry_after_never_exhausts_the_retries(fake: FakeAsana) -> None:
-    fake.inject(Fault.RATE_LIMIT, count=5, retry_after=0)
+    fake.inject(Fault.RATE_LIMIT, count=5, retry_after=0.01)
     limiter = RateLimiter(6000)
     client = make_client(fake, rate_limiter=limiter, retry=RetryPolicy(max_attempts=2, backoff_base=0.01))
     page = client.get_page(AuditLogQuery(page_size=1))
@@ -285,7 +285,7 @@ def test_a_429_with_retry_after_never_exhausts_the_retries(fake: FakeAsana) -> N
     assert [r.status for r in fake.requests] == [429] * 5 + [200]
     assert limiter.usage() == BudgetUsage(requests=6, refused=5, failed=0)
     assert limiter.rate is not None
-    assert limiter.rate < 100  # each refusal cut the rate
+    assert limiter.rate < 100  # a refusal with a Retry-After cut the rate
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:

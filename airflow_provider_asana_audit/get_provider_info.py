@@ -20,6 +20,22 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "The gid of the Asana workspace or organisation whose audit log is read.",
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     },
+    "requests_per_minute": {
+        "label": "Requests per minute",
+        "description": "The token's budget, for everything that uses it; empty: 1500, Asana's limit.",
+        "schema": {"type": ["string", "null"], "pattern": "^([0-9]+(\\.[0-9]+)?)?$"},
+    },
+    "max_concurrent_requests": {
+        "label": "Max concurrent requests",
+        "description": "The token's requests in flight at once; empty: 50, Asana's limit.",
+        "schema": {"type": ["string", "null"], "pattern": "^[0-9]*$"},
+    },
+    "budget_redis_conn_id": {
+        "label": "Budget Redis connection id",
+        "description": "A Redis connection through which every worker shares the token's budget; empty: "
+        "each process has its own.",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 HIDDEN_FIELDS = ["schema", "port", "login", "extra"]
 RELABELING = {"password": "Service account token", "host": "API base URL"}
@@ -27,6 +43,9 @@ PLACEHOLDERS = {
     "password": "Asana service account token (Enterprise / Enterprise+)",
     "host": "https://app.asana.com/api/1.0 (leave empty for this default)",
     "workspace_gid": "1200000000000001",
+    "requests_per_minute": "1500",
+    "max_concurrent_requests": "50",
+    "budget_redis_conn_id": "asana_budget_redis",
 }
 
 

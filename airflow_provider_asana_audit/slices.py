@@ -156,8 +156,11 @@ class SlicePlan:
             raise ValueError(f"empty window [{start}, {end})")
         self.page_size = page_size
         bounds = self.boundaries(start, end, parts)
-        #: The slices not consumed yet, in window order.
-        self.slices: list[Slice] = [Slice(a, b, b) for a, b in itertools.pairwise(bounds)]
+        #: The slices not consumed yet, in window order. Each asks for the rest of the window and
+        #: stops at the first page that reaches its end: a page that runs past the end costs no more
+        #: than a short last page would, and saves the empty page that confirms a slice's end (Asana
+        #: sends ``next_page`` after the last event too). Only the last slice ends on an empty page.
+        self.slices: list[Slice] = [Slice(a, b, end) for a, b in itertools.pairwise(bounds)]
         self._finished_events = 0
         self._finished_span = 0
         self._window_span = end - start
@@ -393,6 +396,8 @@ class SlicedReader:
     :param make_worker: makes a thread's :class:`SliceWorker`; it is given the read's cancel flag,
         which is set when the read stops, so that waits (rate limiter, retries) end at once.
     :param on_page: called by workers after each page with the number of events it added.
+    :param split_worthwhile: asked (under the reader's lock) before a slice is split; while it says
+        no (the token's budget, not latency, bounds the read), idle workers wait instead.
     :param spill_dir: where to make the temporary spill directory; the system's default if ``None``.
     """
 
@@ -405,8 +410,10 @@ class SlicedReader:
         page_size: int,
         make_worker: Callable[[threading.Event], SliceWorker],
         on_page: Callable[[int], None],
+        split_worthwhile: Callable[[], bool] = lambda: True,
         spill_dir: str | None = None,
     ) -> None:
+        self._split_worthwhile = split_worthwhile
         self._plan = SlicePlan(to_us(start), to_us(end), parts=concurrency, page_size=page_size)
         self._concurrency = concurrency
         self._make_worker = make_worker
@@ -512,7 +519,7 @@ class SlicedReader:
             while True:
                 if self._cancel.is_set() or self._plan.all_done:
                     return None
-                piece = self._plan.steal()
+                piece = self._plan.steal() if self._split_worthwhile() else None
                 if piece is not None:
                     self._add_output(piece)
                     return piece

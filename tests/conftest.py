@@ -28,6 +28,7 @@ os.environ.pop("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", None)
 (_HOME / "dags").mkdir(exist_ok=True)
 
 from airflow_provider_asana_audit.budget import RateLimiter  # noqa: E402
+from airflow_provider_asana_audit.redis_budget import RedisBudget  # noqa: E402
 from airflow_provider_asana_audit.testing import FakeAsana  # noqa: E402
 from tests.helpers.archive import Archive, exported_archive  # noqa: E402
 
@@ -116,3 +117,4 @@ def _forget_learnt_token_rates() -> None:
     test's 429s would otherwise slow down the next tests that use the stand-in's token.
     """
     RateLimiter._registry.clear()
+    RedisBudget._registry.clear()

@@ -10,10 +10,11 @@ import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
-from airflow_provider_asana_audit.budget import BudgetUsage, RateLimiter
+from airflow_provider_asana_audit.budget import BudgetGauge, BudgetUsage, RateLimiter
 from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.query import AuditLogQuery
 from airflow_provider_asana_audit.testing import FakeAsana
@@ -30,7 +31,7 @@ class FakeClock:
         self.now += seconds
 
 
-def _limiter(requests_per_minute: float | None, **kwargs: int) -> tuple[RateLimiter, FakeClock]:
+def _limiter(requests_per_minute: float | None, **kwargs: Any) -> tuple[RateLimiter, FakeClock]:
     clock = FakeClock()
     return RateLimiter(requests_per_minute, clock=clock, sleep=clock.sleep, **kwargs), clock
 
@@ -83,29 +84,33 @@ def test_a_refusal_with_retry_after_zero_is_retried_without_a_cut() -> None:
         limiter.acquire()
         limiter.settle("ok")
     assert limiter.rate == pytest.approx(10)
-    assert limiter.usage() == BudgetUsage(requests=40, refused=20, failed=0)
+    # 10 requests from the full bucket, then 30 that each waited a tenth of a second for theirs.
+    usage = limiter.usage()
+    assert (usage.requests, usage.refused, usage.failed) == (40, 20, 0)
+    assert usage.waited == pytest.approx(3.0)
     limiter.acquire()
     limiter.settle("refused", retry_after=1)
     assert (limiter.rate or 0) < 10 * RateLimiter.DECREASE + 1e-9  # one that says when to come back cuts it
 
 
-def test_without_a_rate_requests_start_one_at_a_time_and_the_window_grows_with_each_answer() -> None:
+def test_without_a_rate_requests_start_a_few_at_a_time_and_the_window_grows_with_each_answer() -> None:
     limiter = RateLimiter(None)  # the real clock: the waiter below waits in real time
-    assert limiter.acquire()
-    second = threading.Event()
+    for _ in range(RateLimiter.INITIAL_WINDOW):
+        assert limiter.acquire()
+    more = threading.Event()
     cancel = threading.Event()
 
-    def send_second() -> None:
+    def send_more() -> None:
         if limiter.acquire(cancel=cancel):
-            second.set()
+            more.set()
 
-    waiter = threading.Thread(target=send_second)
+    waiter = threading.Thread(target=send_more)
     waiter.start()
-    assert not second.wait(0.2), "a second request went out before the first was answered"
+    assert not more.wait(0.2), "a request went out beyond the initial window before an answer"
     limiter.settle("ok")
-    assert second.wait(5), "the answer should let the next request go"
+    assert more.wait(5), "the answer should let the next request go"
     waiter.join()
-    assert limiter.acquire()  # two may be in flight now: the window grew by one
+    assert limiter.acquire()  # one more may be in flight now: the window grew by one
     assert limiter.rate is None  # no rate until a refusal
 
 
@@ -128,6 +133,28 @@ def test_failures_are_counted_apart_from_refusals() -> None:
     assert limiter.rate == pytest.approx(10)  # a 5xx is no rate limit
 
 
+class _Spent:
+    """A budget whose usage the test sets."""
+
+    def __init__(self) -> None:
+        self.now = BudgetUsage()
+
+    def usage(self) -> BudgetUsage:
+        return self.now
+
+
+def test_the_gauge_says_the_budget_is_the_bound_while_requests_wait_for_it() -> None:
+    spent, clock = _Spent(), FakeClock()
+    gauge = BudgetGauge(spent, clock=clock)  # type: ignore[arg-type]
+    assert not gauge.bound()
+    spent.now = BudgetUsage(requests=2, waited=0.4)  # 0.2 s a request, but only two of them
+    assert not gauge.bound(), "looked again before SAMPLE requests or EVERY seconds"
+    clock.now += BudgetGauge.EVERY
+    assert gauge.bound()
+    spent.now = BudgetUsage(requests=2 + BudgetGauge.SAMPLE, waited=0.41)  # then 1 ms a request
+    assert not gauge.bound()
+
+
 # ------------------------------------------------------------ a read under a tight budget
 
 
@@ -135,7 +162,9 @@ def _read(concurrency: int, start: datetime, end: datetime) -> tuple[bool, int, 
     """One day read with ``concurrency`` against its own stand-in: exact?, requests, 429s."""
     with FakeAsana(
         token=f"tight-{concurrency}",
-        event_count=6000,
+        # The issue's reproduction: 30,000 events over 3 days, a day of about 10,000 read (about 100
+        # requests, so that 5% is 5 refusals).
+        event_count=30_000,
         start=start - timedelta(days=2),
         end=end,
         # A token shared with another consumer: 120 requests a minute, in bursts of 2.

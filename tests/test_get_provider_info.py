@@ -22,7 +22,16 @@ def _run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_form_widgets_for_airflow_before_3_2_match_the_declarative_fields() -> None:
     pytest.importorskip("flask_appbuilder", reason="the pre-3.2 form needs Flask-AppBuilder (Airflow 2.x)")
-    assert set(AsanaAuditLogHook.get_connection_form_widgets()) == set(CONN_FIELDS) == {"workspace_gid"}
+    assert (
+        set(AsanaAuditLogHook.get_connection_form_widgets())
+        == set(CONN_FIELDS)
+        == {
+            "workspace_gid",
+            "requests_per_minute",
+            "max_concurrent_requests",
+            "budget_redis_conn_id",
+        }
+    )
 
 
 def test_field_behaviour_matches_the_declarative_provider_info() -> None:
@@ -62,6 +71,14 @@ def test_airflow_discovers_the_provider_and_its_connection_form() -> None:
         "provider": True,
         "hook": "airflow_provider_asana_audit.hooks.audit_log.AsanaAuditLogHook",
         "name": "Asana Audit Log",
-        "widgets": ["extra__asana_audit_log__workspace_gid"],
+        "widgets": [
+            f"extra__asana_audit_log__{name}"
+            for name in (
+                "budget_redis_conn_id",
+                "max_concurrent_requests",
+                "requests_per_minute",
+                "workspace_gid",
+            )
+        ],
         "hidden": ["schema", "port", "login", "extra"],
     }

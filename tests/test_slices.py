@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from airflow_provider_asana_audit import slices
-from airflow_provider_asana_audit.budget import RetryPolicy
+from airflow_provider_asana_audit.budget import RateLimiter, RetryPolicy
 from airflow_provider_asana_audit.client import AsanaAuditLogClient
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogAuthError, AsanaAuditLogConfigError
 from airflow_provider_asana_audit.query import AuditLogQuery, Event
@@ -264,6 +264,27 @@ def test_a_burst_is_split_again_and_read_exactly() -> None:
             and "offset" not in r.params
         }
         assert len(in_burst) >= 3
+
+
+def test_a_read_bound_by_the_budget_does_not_split_its_slices() -> None:
+    rng = random.Random(9)
+    # A day of events, and a busy hour inside one of the 8 initial slices.
+    instants = [T0 + timedelta(milliseconds=rng.randrange(86_400_000)) for _ in range(2000)]
+    instants += [T0 + timedelta(hours=9, milliseconds=rng.randrange(3_600_000)) for _ in range(800)]
+    events = [event_at(1_207_000_000_000_000 + n, instant) for n, instant in enumerate(instants)]
+    query = AuditLogQuery(start_at=T0, end_at=T0 + DAY, page_size=25)
+
+    def slices_read(limiter: RateLimiter) -> int:
+        with FakeAsana(events=events, latency=0.01) as fake:
+            client = make_client(fake, rate_limiter=limiter)
+            assert read(client, query, 8) == fake.ground_truth(T0, T0 + DAY)
+            return len({r.params["start_at"] for r in fake.requests if "offset" not in r.params})
+
+    # Unbounded, workers that finish early split the slices that have pages left.
+    assert slices_read(RateLimiter(None, slow_start=False)) > 8
+    # At 20 requests a second the 8 workers queue for the budget, so a new slice (a partial page
+    # more) would speed nothing up: the 8 initial slices are read to their end.
+    assert slices_read(RateLimiter(1200, burst=1)) == 8
 
 
 def test_transient_faults_and_rejected_offsets_change_nothing(week: FakeAsana) -> None:

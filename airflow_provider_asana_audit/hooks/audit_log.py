@@ -20,8 +20,12 @@ from airflow.providers.common.compat.connection import get_async_connection, get
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_provider_asana_audit.budget import (
+    ASANA_MAX_IN_FLIGHT,
+    ASANA_REQUESTS_PER_MINUTE,
     RateLimiter,
+    RequestBudget,
     RetryPolicy,
+    check_max_in_flight,
     check_requests_per_minute,
     check_retry,
 )
@@ -82,14 +86,17 @@ class AsanaAuditLogHook(BaseHook):
 
     The connection holds the service account token in its password, the workspace gid in the extra
     ``workspace_gid``, and optionally the API base URL in its host. It is resolved lazily, on first
-    use, never at DAG parse time.
+    use, never at DAG parse time. The token's budget comes from the extras too:
+    ``requests_per_minute`` (default 1,500, Asana's limit) and ``max_concurrent_requests`` (default
+    50), shared by every process of the fleet through Redis when ``budget_redis_conn_id`` names a
+    Redis connection, else by every client of the token in this process.
 
     :param asana_audit_log_conn_id: the connection id.
     :param retry: how transient failures are retried; see :class:`RetryPolicy`.
     :param connect_timeout: seconds to wait for a connection.
     :param read_timeout: seconds to wait for a response.
-    :param requests_per_minute: if set, every client of this token in this process shares a rate
-        limiter at this rate; a positive number.
+    :param requests_per_minute: the token's budget as this hook spends it, in requests a minute;
+        default the connection's extra ``requests_per_minute``, else 1,500.
     :raises AsanaAuditLogConfigError: for a ``retry`` that is not a :class:`RetryPolicy` or a
         ``requests_per_minute`` that is not a positive number. A connection that does not exist or
         lacks the token or the workspace gid, or a bad timeout, raises it on first use.
@@ -220,8 +227,43 @@ class AsanaAuditLogHook(BaseHook):
             connect_timeout=connect_timeout or self.connect_timeout,
             read_timeout=read_timeout or self.read_timeout,
             retry=retry or self.retry,
-            rate_limiter=RateLimiter.for_token(token.strip(), self.requests_per_minute),
+            rate_limiter=self._budget(
+                conn,
+                extra,
+                token,
+                lease=(connect_timeout or self.connect_timeout) + (read_timeout or self.read_timeout),
+            ),
             logger=self.log,
+        )
+
+    def _budget(
+        self, conn: Connection, extra: Mapping[str, Any], token: str, *, lease: float
+    ) -> RequestBudget:
+        """
+        The token's budget: in Redis when the connection names one, else this process's limiter.
+
+        :param lease: the longest a request can take, after which a killed process's request stops
+            counting as in flight.
+        """
+        requests_per_minute = self.requests_per_minute or _extra_number(conn, extra, "requests_per_minute")
+        max_in_flight = _extra_number(conn, extra, "max_concurrent_requests")
+        check_requests_per_minute(requests_per_minute)
+        check_max_in_flight(max_in_flight, name="max_concurrent_requests")
+        redis_conn_id = extra.get("budget_redis_conn_id") or None
+        if redis_conn_id is None:
+            return RateLimiter.for_token(
+                token.strip(),
+                requests_per_minute or ASANA_REQUESTS_PER_MINUTE,
+                max_in_flight=int(max_in_flight or ASANA_MAX_IN_FLIGHT),
+            )
+        from airflow_provider_asana_audit.redis_budget import RedisBudget
+
+        return RedisBudget.for_token(
+            token.strip(),
+            redis_conn_id=str(redis_conn_id),
+            requests_per_minute=requests_per_minute or ASANA_REQUESTS_PER_MINUTE,
+            max_in_flight=int(max_in_flight or ASANA_MAX_IN_FLIGHT),
+            lease=lease + 10,
         )
 
     @staticmethod
@@ -423,6 +465,23 @@ class AsanaAuditLogHook(BaseHook):
             "relabeling": dict(RELABELING),
             "placeholders": dict(PLACEHOLDERS),
         }
+
+
+def _extra_number(conn: Connection, extra: Mapping[str, Any], name: str) -> float | None:
+    """A number from the connection's extra (the form stores text), ``None`` when unset."""
+    value = extra.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise AsanaAuditLogConfigError(
+            f"Connection {conn.conn_id!r} has {name}={value!r} in its extra: make it a positive number, "
+            "or remove it for Asana's limit"
+        ) from None
+    return int(number) if number.is_integer() else number
 
 
 def _found(pages: Iterable[Page], min_events: int) -> AuditLogCheck:

@@ -22,7 +22,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
 
 from airflow_provider_asana_audit import __version__
-from airflow_provider_asana_audit.budget import RetryPolicy
+from airflow_provider_asana_audit.budget import BudgetUsage, RetryPolicy
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
 from airflow_provider_asana_audit.export_file import (
     ExportWriter,
@@ -65,7 +65,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
     """
     Export the Asana audit events created in ``[start_at, end_at)`` to one file and its manifest, exactly
     and atomically; every run of an interval writes the same bytes. Returns (pushes to XCom) a summary:
-    ``path``, ``events``, ``start_at``, ``end_at``, ``pages``, ``sha256``, ``manifest``, ``change``.
+    ``path``, ``events``, ``start_at``, ``end_at``, ``pages``, ``sha256``, ``manifest``, ``change``,
+    ``budget`` (what its requests cost the token's budget, keyed by a hash of the token).
 
     .. seealso::
         For more information on how to use this operator, take a look at the guide:
@@ -88,7 +89,9 @@ class AsanaAuditLogExportOperator(BaseOperator):
         config option ``[asana_audit_log] base_path``, else ``$AIRFLOW_HOME/asana_audit_log``. (templated)
     :param page_size: events per request, 1 to 100.
     :param concurrency: requests at a time, 1 to 32; the file holds the same bytes as with 1.
-    :param requests_per_minute: cap on this task's request rate with this token; default no cap.
+    :param requests_per_minute: the token's budget as this task spends it, in requests a minute; default
+        the connection's ``requests_per_minute``, else 1,500 (Asana's limit). With the connection's
+        ``budget_redis_conn_id`` the budget is shared by every task of the token.
     :param request_retry: how hard each request is retried after a transient failure; default the
         client's :class:`RetryPolicy`.
     :param settle_period: how long after ``end_at`` to wait before exporting, for late-captured events.
@@ -304,10 +307,12 @@ class AsanaAuditLogExportOperator(BaseOperator):
             format_instant(end_at),
             target,
         )
+        before = client.rate_limiter.usage()
         try:
             written, pages = self._write_file(hook, query, target, reconciliation)
         finally:
             client.close()
+        budget = self._budget_report(client.token_key, client.rate_limiter.usage() - before)
         exported_at = format_instant(datetime.now(timezone.utc))
         change = reconciliation.change(events=written.events, sha256=written.sha256, detected_at=exported_at)
         if change is not None:
@@ -340,6 +345,26 @@ class AsanaAuditLogExportOperator(BaseOperator):
             "sha256": written.sha256,
             "manifest": str(manifest),
             "change": change,
+            "budget": budget,
+        }
+
+    def _budget_report(self, token: str, cost: BudgetUsage) -> dict[str, Any]:
+        """What the export's requests cost the token's budget: logged, and returned for XCom."""
+        self.log.info(
+            "The budget of token %s (a SHA-256 prefix): this export sent %d requests, %d refused (429), "
+            "%d failed otherwise, and waited %.1f s for the budget (summed over its threads)",
+            token,
+            cost.requests,
+            cost.refused,
+            cost.failed,
+            cost.waited,
+        )
+        return {
+            "token_sha256": token,
+            "requests": cost.requests,
+            "refused": cost.refused,
+            "failed": cost.failed,
+            "waited_seconds": round(cost.waited, 3),
         }
 
     def _destination(self, query: AuditLogQuery, workspace_gid: str) -> ObjectStoragePath:

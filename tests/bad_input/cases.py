@@ -107,13 +107,18 @@ class Case:
 
 
 def _conn(**changes: Any) -> ConnectionOf:
-    """The working connection with some fields changed; ``workspace_gid=`` changes the extra."""
+    """
+    The working connection with some fields changed; ``workspace_gid=`` changes the extra, and
+    ``extra=`` adds to it.
+    """
 
     def make(world: World) -> dict[str, Any]:
         conn = world.connection()
         for key, value in changes.items():
             if key == "workspace_gid":
                 conn["extra"] = {} if value is None else {"workspace_gid": value}
+            elif key == "extra":
+                conn["extra"] = {**conn["extra"], **value}
             else:
                 conn[key] = value(world) if callable(value) else value
         return conn
@@ -934,6 +939,41 @@ CASES: tuple[Case, ...] = (
         entries=("RateLimiter",),
         variants=({"burst": 0, "requests_per_minute": 60}, {"burst": -1, "requests_per_minute": 60}),
     ),
+    Case(
+        id="rate-limiter-max-in-flight",
+        where="`RateLimiter.max_in_flight`",
+        bad="0 or negative (no request could ever be sent)",
+        error=AsanaAuditLogConfigError,
+        says=("max_in_flight={value} must be an integer of at least 1",),
+        change="Use 1 or more (Asana allows about 50), or `None` for no cap.",
+        entries=("RateLimiter",),
+        variants=(
+            {"max_in_flight": 0, "requests_per_minute": 60},
+            {"max_in_flight": -1, "requests_per_minute": 60},
+        ),
+    ),
+    Case(
+        id="connection-requests-per-minute",
+        where="connection: extra `requests_per_minute`",
+        bad="not a number (`fast`)",
+        error=AsanaAuditLogConfigError,
+        says=("has requests_per_minute='fast' in its extra", "make it a positive number"),
+        change="Use the token's requests a minute, e.g. `1500`; leave it empty for Asana's limit.",
+        entries=CONNECTION_ENTRIES,
+        connection=_conn(extra={"requests_per_minute": "fast"}),
+        covers=("connection.extra.requests_per_minute",),
+    ),
+    Case(
+        id="connection-max-concurrent-requests",
+        where="connection: extra `max_concurrent_requests`",
+        bad="0 or negative",
+        error=AsanaAuditLogConfigError,
+        says=("max_concurrent_requests=0 must be an integer of at least 1",),
+        change="Use the token's requests in flight, e.g. `50`; leave it empty for Asana's limit.",
+        entries=CONNECTION_ENTRIES,
+        connection=_conn(extra={"max_concurrent_requests": "0"}),
+        covers=("connection.extra.max_concurrent_requests",),
+    ),
 )
 
 
@@ -965,6 +1005,7 @@ ACCEPTED: tuple[Accepted, ...] = (
             "AsanaAuditLogExportOperator.allow_event_removal",
             "AsanaAuditLogSensor.deferrable",
             "AsanaAuditLogVerifyOperator.fail_when_not_whole",
+            "RateLimiter.slow_start",
         ),
         "True or false.",
     ),
@@ -1000,6 +1041,12 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted(
         ("RateLimiter.clock", "RateLimiter.sleep"),
         "For tests: the clock and the sleep function.",
+    ),
+    Accepted(
+        ("connection.extra.budget_redis_conn_id",),
+        "An Airflow Redis connection id: Airflow reports an unknown one itself, and a Redis that does "
+        "not answer fails the read with what to do (`The shared request budget in Redis connection "
+        "'<id>' failed`).",
     ),
     Accepted(
         ("connection.login", "connection.schema", "connection.port"),

@@ -541,7 +541,11 @@ ENTRIES: dict[str, Entry] = {
             run_retry_policy,
             _same("RetryPolicy", "max_attempts", "max_elapsed", "backoff_base", "backoff_max"),
         ),
-        Entry("RateLimiter", run_rate_limiter, _same("RateLimiter", "requests_per_minute", "burst")),
+        Entry(
+            "RateLimiter",
+            run_rate_limiter,
+            _same("RateLimiter", "requests_per_minute", "burst", "max_in_flight"),
+        ),
         Entry(
             "verify operator",
             run_verify_operator,

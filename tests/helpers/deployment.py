@@ -24,6 +24,13 @@ fails at once, with the logs, when a process that should be running has died.
 The API server's port is free and fixed at construction (``AIRFLOW__API__PORT``), and the Execution
 API URL that the scheduler's workers call (``AIRFLOW__CORE__EXECUTION_API_SERVER_URL``) points at it;
 without that URL every task of a real deployment fails with "connection refused".
+
+A :class:`CeleryDeployment` (:func:`celery_deployment`) is the distributed kind: the CeleryExecutor, a
+Postgres metadata database and a Redis broker (started by ``tests/helpers/services.py``), and
+``airflow celery worker`` processes beside the other components (:meth:`CeleryDeployment.start_fleet`).
+Airflow 3's task supervisor puts each task runner in a process group of its own, so a worker's task
+runners survive a signal to the worker's group: :func:`kill_session` kills every process of the
+worker's session instead, as a machine that fails would lose them.
 """
 
 from __future__ import annotations
@@ -46,7 +53,18 @@ from typing import Any
 
 from tests.helpers.waiting import eventually, wait_until
 
-__all__ = ["DEFAULT_GRACE", "Deployment", "Process", "airflow_env", "deployment", "free_port"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "CeleryDeployment",
+    "Deployment",
+    "Process",
+    "airflow_env",
+    "celery_deployment",
+    "deployment",
+    "free_port",
+    "kill_session",
+    "session_members",
+]
 
 #: Seconds a process gets to stop after SIGTERM before its process group is killed.
 DEFAULT_GRACE = 15.0
@@ -388,6 +406,176 @@ def deployment(
     failure); in any case every process it started is ended by process group.
     """
     running = Deployment(home, config=config, extra_env=extra_env)
+    try:
+        yield running
+    except BaseException:
+        print(running.report(), file=sys.stderr)
+        raise
+    finally:
+        running.stop_all()
+
+
+def session_members(session_id: int) -> list[int]:
+    """
+    The processes of a session (Linux: read from ``/proc``).
+
+    A process started with ``start_new_session=True`` leads a session as well as a process group, and
+    every process it starts stays in that session, also one that makes a process group of its own:
+    Airflow 3's task supervisor puts each task runner in a new process group, so a signal to the
+    worker's group alone leaves the task runners running.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError, ValueError, IndexError):
+            # Fields after the command name, which is in parentheses and may hold spaces:
+            # state, ppid, pgrp, session, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            # A zombie (Z) or dead (X) process has ended; only its entry is left, until it is reaped.
+            if int(fields[3]) == session_id and fields[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members
+
+
+def kill_session(process: Process) -> list[int]:
+    """
+    SIGKILL every process of ``process``'s session at once, as a machine that fails would lose them:
+    its process group and every process group started under it (task runners). Return their ids.
+    """
+    process.expected = False
+    killed: set[int] = set()
+
+    def gone() -> bool:
+        # Again until none is left: a process may fork between the listing and the signal.
+        members = session_members(process.pid)
+        for pid in members:
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        killed.update(members)
+        return not members
+
+    wait_until(gone, timeout=30.0, message=f"every process of {process.name}'s session should be killed")
+    process.popen.wait()
+    return sorted(killed)
+
+
+class CeleryDeployment(Deployment):
+    """
+    A distributed Airflow on this machine: the CeleryExecutor, a Postgres metadata database and a
+    Redis broker (started by the test, see ``tests/helpers/services.py``), with any number of
+    ``airflow celery worker`` processes beside the scheduler, DAG processor, triggerer and API server.
+
+    Each worker gets its own Celery node name and PID file (two workers of one ``AIRFLOW_HOME`` would
+    otherwise refuse to start, or clash), and serves no logs (``--skip-serve-logs``: the log server's
+    port would be the same for both; the task logs are files in the shared home anyway).
+
+    :param database_url: the SQLAlchemy URL of the metadata database (``postgresql+psycopg2://...``).
+    :param broker_url: the Celery broker (``redis://127.0.0.1:PORT/0``).
+    :param worker_concurrency: task slots of each worker.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        database_url: str,
+        broker_url: str,
+        worker_concurrency: int = 4,
+        config: Mapping[str, Mapping[str, str]] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        merged: dict[str, dict[str, str]] = {
+            "core": {"executor": "CeleryExecutor"},
+            "database": {"sql_alchemy_conn": database_url},
+            # The result backend defaults to the metadata database ("db+" + its URL).
+            "celery": {"broker_url": broker_url, "worker_concurrency": str(worker_concurrency)},
+        }
+        for section, values in (config or {}).items():
+            merged.setdefault(section, {}).update(values)
+        super().__init__(home, config=merged, extra_env=extra_env, python=python)
+        self.database_url = database_url
+        self.worker_concurrency = worker_concurrency
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """
+        Read the metadata database; ``?`` placeholders, as for SQLite, so that queries are shared.
+
+        Timestamps come back as aware datetimes (Postgres ``timestamptz``), not as strings.
+        """
+        import psycopg2
+
+        dsn = self.database_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+        connection = psycopg2.connect(dsn)
+        try:
+            connection.set_session(readonly=True, autocommit=True)
+            with connection.cursor() as cursor:
+                cursor.execute(sql.replace("?", "%s"), tuple(params))
+                return list(cursor.fetchall()) if cursor.description else []
+        finally:
+            connection.close()
+
+    def start_worker(self, name: str) -> Process:
+        """Start ``airflow celery worker`` as Celery node ``<name>@<host>``."""
+        return self.start(
+            "celery",
+            "worker",
+            "--celery-hostname",
+            f"{name}@%h",
+            "--pid",
+            str(self.home / f"{name}.pid"),
+            "--concurrency",
+            str(self.worker_concurrency),
+            "--skip-serve-logs",
+            name=name,
+        )
+
+    def start_fleet(self, *, workers: int = 2) -> dict[str, Process]:
+        """Start the API server, scheduler, DAG processor, triggerer and ``workers`` Celery workers."""
+        started = {
+            name: self.start(name) for name in ("api-server", "scheduler", "dag-processor", "triggerer")
+        }
+        for number in range(1, workers + 1):
+            started[f"worker{number}"] = self.start_worker(f"worker{number}")
+        return started
+
+    def workers_ready(self, names: Sequence[str]) -> bool:
+        """Whether every named worker has said it is ready to take tasks (Celery's ``ready.``)."""
+        processes = {process.name.rsplit("-", 1)[0]: process for process in self.processes}
+        return all(name in processes and " ready." in processes[name].log() for name in names)
+
+    def stop_all(self, grace: float = DEFAULT_GRACE) -> None:
+        """
+        End every process started here, by process group, then whatever is left of their sessions:
+        task runners of a worker lead process groups of their own.
+        """
+        super().stop_all(grace)
+        for process in self.processes:
+            for pid in session_members(process.pid):
+                with suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@contextmanager
+def celery_deployment(
+    home: Path,
+    *,
+    database_url: str,
+    broker_url: str,
+    worker_concurrency: int = 4,
+    config: Mapping[str, Mapping[str, str]] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[CeleryDeployment]:
+    """:func:`deployment`, for a :class:`CeleryDeployment`."""
+    running = CeleryDeployment(
+        home,
+        database_url=database_url,
+        broker_url=broker_url,
+        worker_concurrency=worker_concurrency,
+        config=config,
+        extra_env=extra_env,
+    )
     try:
         yield running
     except BaseException:

@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -302,14 +303,54 @@ def test_requests_per_minute_gives_the_client_the_tokens_shared_rate_limiter(asa
     assert AsanaAuditLogHook(requests_per_minute=600).client.rate_limiter is client.rate_limiter
 
 
-def test_without_requests_per_minute_the_client_learns_the_tokens_rate(asana_conn: FakeAsana) -> None:
-    # Unlimited until Asana's first 429, and still shared by every client of the token.
+def test_by_default_the_token_gets_asanas_limits_found_by_a_slow_start(asana_conn: FakeAsana) -> None:
+    # Shared by every client of the token in this process; other processes may spend the token
+    # too, so this one starts slowly and finds its share, its requests spaced (no burst).
     client = AsanaAuditLogHook().client
 
     assert isinstance(client.rate_limiter, RateLimiter)
-    assert (client.rate_limiter.ceiling, client.rate_limiter.rate) == (None, None)
+    assert client.rate_limiter.ceiling == pytest.approx(1500 / 60)
+    assert client.rate_limiter.max_in_flight == 50
+    assert client.rate_limiter.acquire()
+    cancel = threading.Event()
+    cancel.set()
+    assert not client.rate_limiter.acquire(cancel=cancel), "a second request without a 40 ms gap"
     assert AsanaAuditLogHook().client.rate_limiter is client.rate_limiter
     assert AsanaAuditLogHook(requests_per_minute=600).client.rate_limiter is not client.rate_limiter
+
+
+def test_the_connection_states_the_tokens_budget(
+    asana_conn: FakeAsana, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection form stores text.
+    extra = {
+        "workspace_gid": asana_conn.workspace_gid,
+        "requests_per_minute": "600",
+        "max_concurrent_requests": "4",
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", conn_json(asana_conn, extra=json.dumps(extra)))
+
+    limiter = AsanaAuditLogHook().client.rate_limiter
+    assert isinstance(limiter, RateLimiter)
+    assert (limiter.ceiling, limiter.max_in_flight) == (10, 4)
+    # A task's own requests_per_minute wins over the connection's.
+    own = AsanaAuditLogHook(requests_per_minute=120).client.rate_limiter
+    assert isinstance(own, RateLimiter)
+    assert own.ceiling == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("requests_per_minute", "fast"), ("requests_per_minute", "-5"), ("max_concurrent_requests", "0")],
+)
+def test_a_budget_in_the_connection_that_is_no_positive_number_is_refused(
+    asana_conn: FakeAsana, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    extra = {"workspace_gid": asana_conn.workspace_gid, name: value}
+    monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", conn_json(asana_conn, extra=json.dumps(extra)))
+
+    with pytest.raises(AsanaAuditLogConfigError, match=name):
+        AsanaAuditLogHook().get_conn()
 
 
 # --- the shared check ---------------------------------------------------------------------------------

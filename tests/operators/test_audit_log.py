@@ -7,6 +7,7 @@ Where the file goes and how it gets there whole (``airflow_provider_asana_audit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -292,8 +293,27 @@ def test_the_summary_and_manifest_describe_the_file_and_hold_no_token(
     after = datetime.now(timezone.utc)
 
     truth = asana_conn.ground_truth(START, END)
-    assert set(summary) == {"path", "events", "start_at", "end_at", "pages", "sha256", "manifest", "change"}
+    assert set(summary) == {
+        "path",
+        "events",
+        "start_at",
+        "end_at",
+        "pages",
+        "sha256",
+        "manifest",
+        "change",
+        "budget",
+    }
     assert summary["events"] == len(truth)
+    # What the export's requests cost the token's budget, under the token's hash.
+    assert summary["budget"] == {
+        "token_sha256": hashlib.sha256(asana_conn.token.encode()).hexdigest()[:16],
+        "requests": asana_conn.stats.requests,
+        "refused": 0,
+        "failed": 0,
+        "waited_seconds": summary["budget"]["waited_seconds"],
+    }
+    assert summary["budget"]["requests"] >= summary["pages"]
     assert summary["pages"] >= 1
     assert summary["change"] is None, "a first export changes no previous file"
     assert (tmp_path / "day.jsonl.gz").read_bytes() == serialise(truth, compressed=True)

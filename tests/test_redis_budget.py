@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import pytest
 from redis import Redis
@@ -54,6 +55,11 @@ def budgets(client: Redis, count: int, **limits: float) -> list[RedisBudget]:
         )
         for _ in range(count)
     ]
+
+
+def _state(client: Redis) -> dict[bytes, bytes]:
+    """The token's budget as Redis holds it (the synchronous client's answer)."""
+    return cast("dict[bytes, bytes]", client.hgetall(f"asana_audit_log:{{{token_key(TOKEN)}}}:state"))
 
 
 def test_budgets_of_one_token_share_its_rate(client: Redis) -> None:
@@ -124,7 +130,7 @@ def test_a_429_holds_every_process_back_and_cuts_the_shared_rate_once(client: Re
     started = time.monotonic()
     assert other.acquire()
     assert time.monotonic() - started >= 0.9, "another process went before Retry-After had passed"
-    state = client.hgetall(f"asana_audit_log:{{{token_key(TOKEN)}}}:state")
+    state = _state(client)
     # Two refusals of one excess: one cut, from the 10 a second the budget allowed.
     assert float(state[b"cut_rate"]) == pytest.approx(10 * RateLimiter.DECREASE)
     assert (refused.usage().requests, refused.usage().refused) == (2, 2)
@@ -137,7 +143,7 @@ def test_a_429_that_says_come_back_now_does_not_hold_anyone_back(client: Redis) 
     started = time.monotonic()
     assert budget.acquire()
     assert time.monotonic() - started < 0.5
-    assert b"cut_rate" not in client.hgetall(f"asana_audit_log:{{{token_key(TOKEN)}}}:state")
+    assert b"cut_rate" not in _state(client)
 
 
 def test_redis_going_away_fails_with_what_to_do() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "AsanaAuditLogPermanentAPIError",
     "AsanaAuditLogRetentionError",
     "AsanaAuditLogRetriesExhaustedError",
+    "AsanaAuditLogSignatureError",
 ]
 
 
@@ -47,6 +48,28 @@ class AsanaAuditLogArchiveError(AsanaAuditLogError, AirflowFailException):
     Raised by the archive check when it finds damage (the message lists what to re-export), and by a
     re-export that lacks events of the file it would replace.
     """
+
+
+class AsanaAuditLogSignatureError(AsanaAuditLogArchiveError):
+    """
+    A record or seal failed verification.
+
+    :param kind: ``"signature_bad"`` (the content or the signature was changed) or
+        ``"signature_unknown_key"`` (signed by a key that is not in the keyring).
+    """
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_signature_error, (type(self), str(self), self.kind))
+
+
+def _rebuild_signature_error(
+    cls: type[AsanaAuditLogSignatureError], message: str, kind: str
+) -> AsanaAuditLogSignatureError:
+    return cls(message, kind=kind)
 
 
 class AsanaAuditLogAPIError(AsanaAuditLogError):

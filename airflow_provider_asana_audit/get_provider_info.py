@@ -98,6 +98,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Asana Audit Log",
                 "python-modules": [
                     "airflow_provider_asana_audit.operators.audit_log",
+                    "airflow_provider_asana_audit.operators.seal",
                     "airflow_provider_asana_audit.operators.verify",
                 ],
             }

@@ -140,16 +140,16 @@ def check_window(start_at: datetime, end_at: datetime) -> None:
         )
 
 
-def check_conn_id(conn_id: object) -> str:
+def check_conn_id(conn_id: object, *, name: str = "asana_audit_log_conn_id") -> str:
     """
     Return ``conn_id`` if it can name an Airflow connection.
 
+    :param name: the parameter that gave it, for the message.
     :raises AsanaAuditLogConfigError: for anything but a non-blank string.
     """
     if not isinstance(conn_id, str) or not conn_id.strip():
-        raise AsanaAuditLogConfigError(
-            f"asana_audit_log_conn_id={conn_id!r} must name an Airflow connection of type 'asana_audit_log'"
-        )
+        kind = "of type 'asana_audit_log'" if name == "asana_audit_log_conn_id" else "(or None)"
+        raise AsanaAuditLogConfigError(f"{name}={conn_id!r} must name an Airflow connection {kind}")
     return conn_id
 
 

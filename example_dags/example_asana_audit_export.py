@@ -18,6 +18,10 @@ Settings, read from the environment when the DAG file is parsed:
   ``{base}/workspace_gid={gid}/date={day}/asana_audit_log_{start}_{end}.jsonl.gz``.
 - ``ASANA_AUDIT_SETTLE_MINUTES``: how long after the end of a day to wait before exporting it, so that
   events Asana captures late are included (default 30).
+- ``ASANA_AUDIT_SIGNING_CONN_ID``: a connection whose password holds an Ed25519 private key (made by
+  ``python -m airflow_provider_asana_audit.evidence make-key``). With it, every export also writes a
+  signed record, and a sealing task seals the archive after it and logs the seal hash to publish, so
+  that an auditor can tell tampering from the public key alone (docs/evidence.md). Default: unsigned.
 
 The connection ``asana_audit_log_default`` holds the service account token and the workspace gid.
 """
@@ -28,6 +32,7 @@ import os
 from datetime import datetime, timedelta, timezone
 
 from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
+from airflow_provider_asana_audit.operators.seal import AsanaAuditLogSealOperator
 
 try:  # Airflow 3
     from airflow.sdk import DAG, CronDataIntervalTimetable
@@ -40,6 +45,7 @@ START = datetime.strptime(os.environ.get("ASANA_AUDIT_EXPORT_START", "2026-11-01
 )
 BASE_PATH = os.environ.get("ASANA_AUDIT_EXPORT_BASE") or None
 SETTLE = timedelta(minutes=float(os.environ.get("ASANA_AUDIT_SETTLE_MINUTES", "30")))
+SIGNING_CONN_ID = os.environ.get("ASANA_AUDIT_SIGNING_CONN_ID") or None
 
 with DAG(
     dag_id="example_asana_audit_export",
@@ -58,7 +64,7 @@ with DAG(
     },
     tags=["asana", "audit-log", "export"],
 ):
-    AsanaAuditLogExportOperator(
+    export = AsanaAuditLogExportOperator(
         task_id="export_audit_log",
         asana_audit_log_conn_id="asana_audit_log_default",
         base_path=BASE_PATH,
@@ -67,4 +73,10 @@ with DAG(
         on_retention_violation="skip",
         # Wait for the settle period in the triggerer, without holding a worker slot.
         deferrable=True,
+        signing_conn_id=SIGNING_CONN_ID,
     )
+    if SIGNING_CONN_ID:
+        # One seal at a time (the operator's default), over every day exported so far.
+        export >> AsanaAuditLogSealOperator(
+            task_id="seal_archive", signing_conn_id=SIGNING_CONN_ID, base_path=BASE_PATH
+        )

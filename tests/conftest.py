@@ -110,6 +110,18 @@ def damaged(archive: Archive, tmp_path: Path) -> Archive:
     return archive.copy(tmp_path / "archive")
 
 
+@pytest.fixture(scope="session")
+def signed_archive(dags_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    """
+    The archive the export example wrote for 7 days with a signing key, sealed after each day (shared:
+    never damage it, damage a copy).
+    """
+    from airflow_provider_asana_audit.evidence import SigningKey
+
+    folder = tmp_path_factory.mktemp("signed")
+    return exported_archive(dags_folder, folder / "archive", signing_key=SigningKey.generate())
+
+
 @pytest.fixture(autouse=True)
 def _forget_learnt_token_rates() -> None:
     """

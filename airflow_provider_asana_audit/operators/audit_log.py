@@ -23,6 +23,9 @@ from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
 
 from airflow_provider_asana_audit import __version__
 from airflow_provider_asana_audit.budget import BudgetUsage, RetryPolicy
+from airflow_provider_asana_audit.evidence.keys import SigningKey
+from airflow_provider_asana_audit.evidence.records import record_sha256
+from airflow_provider_asana_audit.evidence.signing import load_signing_key, write_record
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogRetentionError
 from airflow_provider_asana_audit.export_file import (
     ExportWriter,
@@ -32,15 +35,18 @@ from airflow_provider_asana_audit.export_file import (
     remove_stale_manifest,
 )
 from airflow_provider_asana_audit.hooks.audit_log import AsanaAuditLogHook
-from airflow_provider_asana_audit.layout import manifest_path
+from airflow_provider_asana_audit.layout import default_relative_path, manifest_path
 from airflow_provider_asana_audit.query import FILTER_NAMES, AuditLogQuery
 from airflow_provider_asana_audit.reconcile import Reconciliation, log_change, read_previous_export
 from airflow_provider_asana_audit.rules import RETENTION, check_conn_id, check_retention, retention_start
 from airflow_provider_asana_audit.slices import check_concurrency
 from airflow_provider_asana_audit.storage import (
+    ObjectLock,
     atomic_write,
+    default_base,
     default_destination,
     executor_on_several_hosts,
+    resolve_base,
     resolve_destination,
 )
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
@@ -66,7 +72,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
     Export the Asana audit events created in ``[start_at, end_at)`` to one file and its manifest, exactly
     and atomically; every run of an interval writes the same bytes. Returns (pushes to XCom) a summary:
     ``path``, ``events``, ``start_at``, ``end_at``, ``pages``, ``sha256``, ``manifest``, ``change``,
-    ``budget`` (what its requests cost the token's budget, keyed by a hash of the token).
+    ``budget`` (what its requests cost the token's budget, keyed by a hash of the token), and ``record``
+    (the SHA-256 of its signed record, with ``signing_conn_id``).
 
     .. seealso::
         For more information on how to use this operator, take a look at the guide:
@@ -101,6 +108,11 @@ class AsanaAuditLogExportOperator(BaseOperator):
         events; by default such a re-export fails and the file is kept.
     :param deferrable: wait for the settle period in the triggerer rather than in a worker; default the
         ``[operators] default_deferrable`` config option.
+    :param signing_conn_id: the connection whose password holds the Ed25519 private key that signs a
+        record of each export (needs the default layout: ``base_path``, not ``destination``); default no
+        record. (templated)
+    :param object_lock: write the file, its manifest and its record with this S3 Object Lock retention,
+        e.g. ``ObjectLock(mode="COMPLIANCE", days=2555)``; S3 only.
     """
 
     template_fields: Sequence[str] = (
@@ -114,6 +126,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         "destination",
         "destination_conn_id",
         "base_path",
+        "signing_conn_id",
     )
     ui_color = "#f06a6a"
 
@@ -138,6 +151,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
         on_retention_violation: Literal["fail", "skip"] = "fail",
         allow_event_removal: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        signing_conn_id: str | None = None,
+        object_lock: ObjectLock | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -159,6 +174,8 @@ class AsanaAuditLogExportOperator(BaseOperator):
         self.on_retention_violation = on_retention_violation
         self.allow_event_removal = allow_event_removal
         self.deferrable = deferrable
+        self.signing_conn_id = signing_conn_id
+        self.object_lock = object_lock
         #: What this attempt read and wrote, for :meth:`get_openlineage_facets_on_complete`.
         self._lineage: dict[str, Any] = {}
 
@@ -203,6 +220,18 @@ class AsanaAuditLogExportOperator(BaseOperator):
                 "e.g. timedelta(minutes=30)"
             )
         check_concurrency(self.concurrency)  # before anything is written
+        if rendered(self.signing_conn_id) is not None:
+            check_conn_id(rendered(self.signing_conn_id), name="signing_conn_id")
+            if self.destination is not None:
+                raise AsanaAuditLogConfigError(
+                    "signing_conn_id signs exports in the default layout, where the archive check finds "
+                    "their records: give base_path instead of destination, or drop signing_conn_id"
+                )
+        if self.object_lock is not None and not isinstance(self.object_lock, ObjectLock):
+            raise AsanaAuditLogConfigError(
+                f"object_lock must be an ObjectLock, e.g. ObjectLock(mode='COMPLIANCE', days=2555), not "
+                f"{type(self.object_lock).__name__}"
+            )
         if self.on_retention_violation not in ("fail", "skip"):
             raise AsanaAuditLogConfigError(
                 f"on_retention_violation={self.on_retention_violation!r} must be 'fail' or 'skip'"
@@ -286,6 +315,9 @@ class AsanaAuditLogExportOperator(BaseOperator):
 
     def _export(self, query: AuditLogQuery, context: Context) -> dict[str, Any]:
         start_at, end_at = _interval(query)
+        signing_conn_id = rendered(self.signing_conn_id)
+        # Loaded before anything is read or written: a wrong key must not leave an unsigned export.
+        key = load_signing_key(signing_conn_id) if signing_conn_id is not None else None
         hook = AsanaAuditLogHook(
             self.asana_audit_log_conn_id,
             retry=self.request_retry,
@@ -332,9 +364,13 @@ class AsanaAuditLogExportOperator(BaseOperator):
             exported_by=_exported_by(context),
             changes=reconciliation.changes(change),
         )
-        with atomic_write(manifest, log=self.log) as staged:
-            staged.file.write(content.to_json())
+        manifest_bytes = content.to_json()
+        with atomic_write(manifest, log=self.log, object_lock=self.object_lock) as staged:
+            staged.file.write(manifest_bytes)
             staged.commit()
+        record = None
+        if key is not None:
+            record = record_sha256(self._sign(key, query, workspace_gid, manifest_bytes))
         self._lineage.update(file=target, manifest=manifest, events=written.events, size=written.bytes)
         return {
             "path": str(target),
@@ -346,7 +382,24 @@ class AsanaAuditLogExportOperator(BaseOperator):
             "manifest": str(manifest),
             "change": change,
             "budget": budget,
+            "record": record,
         }
+
+    def _sign(self, key: SigningKey, query: AuditLogQuery, workspace_gid: str, manifest: bytes) -> Any:
+        """Sign and store the record of the export just written (in the default layout)."""
+        start_at, end_at = _interval(query)
+        relative = default_relative_path(
+            workspace_gid=workspace_gid, start_at=start_at, end_at=end_at, filters=query.filters
+        )
+        base = resolve_base(default_base(rendered(self.base_path)), conn_id=self.destination_conn_id)
+        return write_record(
+            key=key,
+            base=base,
+            relative=relative,
+            manifest=manifest,
+            object_lock=self.object_lock,
+            log=self.log,
+        )
 
     def _budget_report(self, token: str, cost: BudgetUsage) -> dict[str, Any]:
         """What the export's requests cost the token's budget: logged, and returned for XCom."""
@@ -406,7 +459,7 @@ class AsanaAuditLogExportOperator(BaseOperator):
         """Stream the interval's pages into ``target``, atomically; what was written, and the pages read."""
         start_at, end_at = _interval(query)
         started, pages = time.monotonic(), 0
-        with atomic_write(target, log=self.log) as staged:
+        with atomic_write(target, log=self.log, object_lock=self.object_lock) as staged:
             with (
                 ExportWriter(
                     staged.file, file_format=file_format(target.name), start_at=start_at, end_at=end_at

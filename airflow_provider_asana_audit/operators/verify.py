@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
-from airflow_provider_asana_audit.exceptions import AsanaAuditLogArchiveError
+from airflow_provider_asana_audit.evidence.keys import Keyring
+from airflow_provider_asana_audit.exceptions import AsanaAuditLogArchiveError, AsanaAuditLogConfigError
+from airflow_provider_asana_audit.operators.seal import public_keys as load_public_keys
 from airflow_provider_asana_audit.rules import RETENTION
 from airflow_provider_asana_audit.storage import atomic_write, default_base, resolve_destination
 from airflow_provider_asana_audit.utils import rendered
@@ -45,6 +47,10 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
     :param report_path: where to write the JSON report, a path or URI; default nowhere. (templated)
     :param fail_when_not_whole: fail the task when a problem is found (default; without retries, since the
         archive will not mend itself); otherwise only log it.
+    :param public_keys: check the signed records and seals with these public keys (PEM text or paths of
+        PEM files): every key the archive has used. Default: the evidence is not checked. (templated)
+    :param published_seal_hashes: seal hashes published outside the archive, each of which must be in it;
+        needs ``public_keys``. (templated)
 
     .. seealso:: docs/operators.md#checking-the-archive-asanaauditlogverifyoperator (parameters, XCom)
         and docs/archive.md (what is checked)
@@ -57,6 +63,8 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
         "storage_conn_id",
         "export_dag_id",
         "report_path",
+        "public_keys",
+        "published_seal_hashes",
     )
     ui_color = "#f06a6a"
 
@@ -70,6 +78,8 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
         export_dag_id: str | None = None,
         report_path: str | ObjectStoragePath | None = None,
         fail_when_not_whole: bool = True,
+        public_keys: Sequence[str] = (),
+        published_seal_hashes: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -80,6 +90,8 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
         self.export_dag_id = export_dag_id
         self.report_path = report_path
         self.fail_when_not_whole = fail_when_not_whole
+        self.public_keys = public_keys
+        self.published_seal_hashes = published_seal_hashes
 
     def execute(self, context: Context) -> dict[str, Any]:
         since, until = (
@@ -92,6 +104,12 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
             if rendered(self.report_path) is None
             else resolve_destination(rendered(self.report_path), conn_id=storage_conn_id)
         )
+        keys = load_public_keys(rendered(self.public_keys))
+        published = _hashes(rendered(self.published_seal_hashes))
+        if published and not keys:
+            raise AsanaAuditLogConfigError(
+                "published_seal_hashes are checked against the signed seals: give public_keys too"
+            )
         base = default_base(rendered(self.base_path))
         self.log.info("Checking the archive of Asana audit log exports under %s", base)
         report = verify_archive(
@@ -101,6 +119,8 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
             conn_id=storage_conn_id,
             dag_id=rendered(self.export_dag_id),
             log=self.log,
+            keyring=Keyring(keys) if keys else None,
+            published_seal_hashes=published,
         )
         summary = report.summary()
         for line in summary.splitlines():
@@ -116,6 +136,14 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
                 raise AsanaAuditLogArchiveError(_failure(report))
             self.log.warning("The archive is not whole: %s", _failure(report))
         return _xcom(report, report_target)
+
+
+def _hashes(values: Sequence[str] | str | None) -> list[str]:
+    """Seal hashes given as a list, or as one string of hashes separated by blanks or commas."""
+    if values is None:
+        return []
+    items = [values] if isinstance(values, str) else list(values)
+    return [part for item in items for part in str(item).replace(",", " ").split()]
 
 
 def _failure(report: ArchiveReport) -> str:
@@ -144,4 +172,5 @@ def _xcom(report: ArchiveReport, report_target: ObjectStoragePath | None) -> dic
         "reexport": [item.command for item in report.reexports if item.command],
         "late_events": {key: value for key, value in late.items() if key != "examples"},
         "report": str(report_target) if report_target is not None else None,
+        "evidence": report.evidence,
     }

@@ -11,13 +11,17 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
+from airflow_provider_asana_audit.evidence.check import check_evidence
+from airflow_provider_asana_audit.evidence.keys import Keyring
+from airflow_provider_asana_audit.evidence.paths import evidence_entry
+from airflow_provider_asana_audit.evidence.view import StorageArchive
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.export_file import ExportReader, read_manifest
 from airflow_provider_asana_audit.layout import LayoutEntry, layout_entry
@@ -81,6 +85,8 @@ def verify_archive(
     staging_grace_period: timedelta = STAGING_GRACE_PERIOD,
     now: datetime | None = None,
     log: Logger | None = None,
+    keyring: Keyring | None = None,
+    published_seal_hashes: Iterable[str] = (),
 ) -> ArchiveReport:
     """
     Check the archive under ``base``.
@@ -94,6 +100,10 @@ def verify_archive(
     :param staging_grace_period: how old a staging object must be to count as left behind.
     :param now: the reference instant for staging ages and retention; default this machine's clock.
     :param log: where progress is logged.
+    :param keyring: the public keys of every key that signed the archive's records and seals: with them,
+        the evidence is checked too (over the whole archive, whatever ``since`` and ``until``).
+    :param published_seal_hashes: seal hashes published outside the archive, each of which must be in it
+        (checked with ``keyring`` only).
     :raises AsanaAuditLogConfigError: for a relative or unusable base path, a bound that is naive or does
         not parse, ``since`` not before ``until``, or a grace period that is not positive.
 
@@ -128,13 +138,14 @@ def verify_archive(
         raise AsanaAuditLogConfigError(
             f"Cannot list {root}: {err}. Check the base path and its connection"
         ) from None
-    objects = _classify(root, listing, report)
+    objects = _classify(root, listing, report, signed=keyring is not None)
     _check_staging(root, objects.staging, report, grace_period=staging_grace_period, now=now)
     with gid_store() as gids:
         checked = 0
         last_progress = time.monotonic()
         total = sum(len(files) for files in objects.series.values())
         read: dict[str, LayoutEntry] = {}
+        digests: dict[str, tuple[str, int]] = {}
         for key in sorted(objects.series):
             series = Series(workspace_gid=key[0], filter_suffix=key[1])
             report.series.append(series)
@@ -143,7 +154,7 @@ def verify_archive(
                 series, [item.entry for item in entries.values()], report, since=since, until=until
             )
             for name in sorted(entries, key=lambda item: (entries[item].entry.start_at, item)):
-                _check_file(root, series, entries[name], report, gids.series(key), read)
+                _check_file(root, series, entries[name], report, gids.series(key), read, digests)
                 checked += 1
                 if time.monotonic() - last_progress >= _PROGRESS_EVERY:
                     last_progress = time.monotonic()
@@ -156,6 +167,8 @@ def verify_archive(
                         report.events / max(elapsed, 1e-9),
                     )
         _check_duplicates(gids.duplicates(), read, report)
+    if keyring is not None:
+        _check_evidence(root, listing, report, keyring, list(published_seal_hashes), digests)
     if not objects.series:
         # Nothing to check proves nothing: a mistyped base path, or a bucket listed without the right to
         # list it, looks the same as an empty archive, and must not pass for a whole one.
@@ -190,16 +203,25 @@ class _Objects:
     staging: list[tuple[LayoutEntry, dict[str, Any]]] = field(default_factory=list)
 
 
-def _classify(root: ObjectStoragePath, listing: dict[str, dict[str, Any]], report: ArchiveReport) -> _Objects:
-    """Sort the listed objects into series of files with their manifests, staging objects and the rest."""
+def _classify(
+    root: ObjectStoragePath, listing: dict[str, dict[str, Any]], report: ArchiveReport, *, signed: bool
+) -> _Objects:
+    """
+    Sort the listed objects into series of files with their manifests, staging objects and the rest.
+
+    :param signed: whether the evidence (records and seals) is checked; otherwise it is only counted.
+    """
     objects = _Objects()
     prefix = root.path.rstrip("/") + "/"
-    unknown = 0
+    unknown = evidence = 0
     for name, info in listing.items():
         relative = name[len(prefix) :] if name.startswith(prefix) else name
         entry = layout_entry(relative)
         if entry is None:
-            unknown += 1
+            if evidence_entry(relative) is not None:
+                evidence += 1
+            else:
+                unknown += 1
             continue
         if not _in_range(entry, report.since, report.until):
             continue
@@ -217,6 +239,11 @@ def _classify(root: ObjectStoragePath, listing: dict[str, dict[str, Any]], repor
         report.notes.append(
             f"{counted(unknown, 'object')} under the base path "
             f"{'is' if unknown == 1 else 'are'} not part of the export layout (ignored)"
+        )
+    if evidence and not signed:
+        report.notes.append(
+            f"{counted(evidence, 'signed record or seal', 'signed records and seals')} not checked: give "
+            "the public keys (--public-key) to check the evidence"
         )
     return objects
 
@@ -329,11 +356,14 @@ def _check_file(
     report: ArchiveReport,
     gids: SeriesGids,
     read: dict[str, LayoutEntry],
+    digests: dict[str, tuple[str, int]],
 ) -> None:
     """
     One file against its manifest, line by line.
 
     :param read: the files read so far, by path, to which this one is added.
+    :param digests: the SHA-256 and size of the files read so far, by path below the base, for the
+        evidence check; this one's is added.
     """
     entry = item.entry
     file_path = root / entry.file_relative_path
@@ -410,6 +440,8 @@ def _check_file(
                     outside.append(f"line {number} gid {event['gid']} created_at {event.get('created_at')}")
     except OSError as err:
         reader.error = reader.error or f"cannot be read: {err}"
+    if not reader.error:
+        digests[entry.file_relative_path] = (reader.sha256, reader.size)
     report.events += events
     report.bytes += reader.size
     series.events += events
@@ -509,3 +541,43 @@ def _check_duplicates(
 
 def _interval(entry: LayoutEntry) -> Interval:
     return Interval(entry.workspace_gid, entry.filter_suffix, entry.start_at, entry.end_at)
+
+
+#: Evidence problems that re-exporting the interval mends (while Asana still holds its events): the
+#: re-export writes a new file and a new signed record that supersedes the current one.
+_MENDED_BY_REEXPORT = frozenset(
+    {"record_missing", "record_mismatch", "interval_removed", "version_rolled_back"}
+)
+
+
+def _check_evidence(
+    root: ObjectStoragePath,
+    listing: dict[str, dict[str, Any]],
+    report: ArchiveReport,
+    keyring: Keyring,
+    published_seal_hashes: list[str],
+    digests: dict[str, tuple[str, int]],
+) -> None:
+    """The signed records and seals, against the files (hashed once, by the file checks) and each other."""
+    found = check_evidence(
+        StorageArchive(root, listing=listing),
+        keyring,
+        published_seal_hashes=published_seal_hashes,
+        digests=digests,
+    )
+    report.evidence = {
+        "keys": keyring.fingerprints,
+        "published_seal_hashes": len(published_seal_hashes),
+        "problems": len(found),
+    }
+    for problem in found:
+        entry = layout_entry(problem.path) if problem.path else None
+        mended = entry is not None and entry.kind == "file" and problem.kind in _MENDED_BY_REEXPORT
+        report.problems.append(
+            Problem(
+                kind=problem.kind,
+                message=problem.message,
+                path=str(root / problem.path) if problem.path else None,
+                reexport=[_interval(entry)] if mended and entry is not None else [],
+            )
+        )

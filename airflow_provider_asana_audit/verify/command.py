@@ -1,8 +1,9 @@
 """
 The archive check's command line:
 ``python -m airflow_provider_asana_audit.verify BASE [--since] [--until] [--json FILE|-] [--dag-id]
-[--conn-id]``. Exit status 0 when the archive is whole, 1 when it is not, 2 for a wrong command line or a
-base path that cannot be listed.
+[--conn-id] [--public-key FILE ...] [--published-seal-hash HASH ...] [--published-seal-hashes FILE]``.
+Exit status 0 when the archive is whole, 1 when it is not, 2 for a wrong command line or a base path that
+cannot be listed.
 
 .. seealso:: docs/archive.md, "The archive check"
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
+from airflow_provider_asana_audit.evidence.keys import Keyring
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.verify.check import parse_bound, verify_archive
 
@@ -46,14 +48,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dag-id", help="the export DAG to name in re-export commands (default: from manifests)"
     )
     parser.add_argument("--conn-id", help="Airflow connection of the storage, if it needs one")
+    parser.add_argument(
+        "--public-key",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="check the signed records and seals with this public key (PEM); repeat for every key the "
+        "archive has used",
+    )
+    parser.add_argument(
+        "--published-seal-hash",
+        metavar="HASH",
+        action="append",
+        default=[],
+        help="a seal hash published outside the archive, which must be in it; repeatable",
+    )
+    parser.add_argument(
+        "--published-seal-hashes",
+        metavar="FILE",
+        help="a file of published seal hashes, one a line (blank lines and # comments ignored)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     with _results_stream() as results:
         try:
             since = parse_bound(args.since, name="--since") if args.since else None
             until = parse_bound(args.until, name="--until") if args.until else None
+            published = [*args.published_seal_hash, *_hashes_in(args.published_seal_hashes)]
+            if published and not args.public_key:
+                raise AsanaAuditLogConfigError(
+                    "published seal hashes are checked against the signed seals: give --public-key too"
+                )
             report = verify_archive(
-                args.base, since=since, until=until, conn_id=args.conn_id, dag_id=args.dag_id
+                args.base,
+                since=since,
+                until=until,
+                conn_id=args.conn_id,
+                dag_id=args.dag_id,
+                keyring=Keyring.from_files(args.public_key) if args.public_key else None,
+                published_seal_hashes=published,
             )
         except AsanaAuditLogConfigError as err:
             parser.exit(2, f"{parser.prog}: error: {err}\n")
@@ -65,6 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(args.json, "w", encoding="utf-8") as out:
                 out.write(document)
     return 0 if report.whole else 1
+
+
+def _hashes_in(path: str | None) -> list[str]:
+    """The seal hashes listed in a file, one a line; none without a file."""
+    if path is None:
+        return []
+    try:
+        with open(path, encoding="utf-8") as listed:
+            lines = listed.read().splitlines()
+    except OSError as err:
+        raise AsanaAuditLogConfigError(
+            f"Cannot read the published seal hashes from {path}: {err.strerror or err}"
+        ) from None
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
 @contextmanager

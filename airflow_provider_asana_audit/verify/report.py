@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_provider_asana_audit.evidence.problems import EVIDENCE_PROBLEM_KINDS
 from airflow_provider_asana_audit.rules import RETENTION
 from airflow_provider_asana_audit.storage import STAGING_GRACE_PERIOD
 from airflow_provider_asana_audit.timeutils import format_duration, format_instant, parse_instant
@@ -31,6 +32,8 @@ PROBLEM_KINDS: dict[str, str] = {
     "outside_interval": "events whose created_at lies outside their file's interval",
     "duplicate_gid": "gids in more than one file, or twice in one",
     "stale_staging": "staging objects left by export attempts that did not finish",
+    # Checked only with the public keys of the archive's signing keys:
+    **EVIDENCE_PROBLEM_KINDS,
 }
 #: Examples kept per problem (line numbers, gids); the counts are always complete.
 EXAMPLES = 5
@@ -248,6 +251,9 @@ class ArchiveReport:
     notes: list[str] = field(default_factory=list)
     reexports: list[Reexport] = field(default_factory=list)
     late_events: LateEvents = field(default_factory=LateEvents)
+    #: What the evidence check covered (``keys``, ``published_seal_hashes``, ``problems``), or ``None``
+    #: when it did not run (no public keys given).
+    evidence: dict[str, Any] | None = None
 
     @property
     def whole(self) -> bool:
@@ -275,6 +281,7 @@ class ArchiveReport:
             "problems": [problem.to_json() for problem in self.problems],
             "reexport": [item.to_json() for item in self.reexports],
             "late_events": self.late_events.to_json(),
+            "evidence": self.evidence,
             "notes": self.notes,
         }
 
@@ -304,6 +311,15 @@ class ArchiveReport:
             lines.append(
                 f"  repairs: {counted(late.repairs, 're-export')} replaced a damaged file "
                 "(not counted as late events)"
+            )
+        if self.evidence is not None:
+            keys = self.evidence["keys"]
+            published = counted(
+                self.evidence["published_seal_hashes"], "published seal hash", "published seal hashes"
+            )
+            lines.append(
+                f"  evidence: signed records and seals checked with {counted(len(keys), 'public key')} "
+                f"({', '.join(keys)}) and {published}"
             )
         for note in self.notes:
             lines.append(f"  note: {note}")

@@ -30,6 +30,7 @@ DOCUMENTED = {
     "airflow_provider_asana_audit.hooks.audit_log.AsanaAuditLogHook.check": "docs/hooks.md",
     "airflow_provider_asana_audit.operators.audit_log.AsanaAuditLogExportOperator": "docs/operators.md",
     "airflow_provider_asana_audit.operators.verify.AsanaAuditLogVerifyOperator": "docs/operators.md",
+    "airflow_provider_asana_audit.operators.seal.AsanaAuditLogSealOperator": "docs/evidence.md",
     "airflow_provider_asana_audit.verify.verify_archive": "docs/archive.md",
     "airflow_provider_asana_audit.sensors.audit_log.AsanaAuditLogSensor": "docs/sensors.md",
     "airflow_provider_asana_audit.triggers.audit_log.AsanaAuditLogTrigger": "docs/triggers.md",

@@ -15,6 +15,7 @@ Airflow is imported inside the functions: ``tests/conftest.py`` must set ``AIRFL
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -30,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_asana_audit.evidence import SigningKey
 from airflow_provider_asana_audit.testing import FakeAsana
 from tests.helpers.dags import copy_example, load_dag, run_dag
 from tests.helpers.exports import midnight, serialise
@@ -70,6 +72,9 @@ class Archive:
     base: Path
     days: tuple[datetime, ...]
     workspace_gid: str
+    #: For a signed archive: the public key file, and the seal hashes the sealing tasks published.
+    public_key: Path | None = None
+    seal_hashes: tuple[str, ...] = ()
 
     @property
     def uri(self) -> str:
@@ -106,7 +111,7 @@ class Archive:
     def copy(self, to: Path) -> Archive:
         """A copy of the archive at ``to`` (which must not exist), to damage."""
         shutil.copytree(self.base, to)
-        return Archive(base=to, days=self.days, workspace_gid=self.workspace_gid)
+        return dataclasses.replace(self, base=to)
 
     def export(self, fake: FakeAsana, start: datetime, end: datetime | None = None, **kwargs: Any) -> Any:
         """
@@ -134,37 +139,61 @@ class Archive:
         return FakeAsana(seed=SEED, events_per_day=PER_DAY, start=self.first, end=self.end)
 
 
-def exported_archive(dags_folder: Path, base: Path) -> Archive:
+def exported_archive(dags_folder: Path, base: Path, *, signing_key: SigningKey | None = None) -> Archive:
     """
     Export the archive at ``base`` (which must not exist) with the example DAG, for :data:`DAYS` days.
 
-    The session fixture ``archive`` (``tests/conftest.py``) calls it once; tests damage copies.
+    The session fixtures ``archive`` and ``signed_archive`` (``tests/conftest.py``) call it once each;
+    tests damage copies.
 
     :param dags_folder: the session's DAGs folder (see ``tests/conftest.py``), where the example goes.
+    :param signing_key: sign the exports and seal the archive after each, as the example DAG does when
+        ``ASANA_AUDIT_SIGNING_CONN_ID`` names a connection holding the key; the public key is written
+        beside ``base``.
     """
-    return _export(dags_folder, base)
-
-
-def _export(dags_folder: Path, base: Path) -> Archive:
     days = tuple(midnight(DAYS + 1 - n) for n in range(DAYS))
     archive = Archive(base=base, days=days, workspace_gid="")
     path = copy_example(dags_folder, f"{EXPORT_DAG_ID}.py")
+    seal_hashes: list[str] = []
     with archive.standin() as fake, pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT", fake.connection_json())
         patch.setenv("ASANA_AUDIT_EXPORT_BASE", f"file://{base}")
         patch.setenv("ASANA_AUDIT_SETTLE_MINUTES", "0")
         patch.setenv("ASANA_AUDIT_EXPORT_START", f"{days[0]:%Y-%m-%d}")
+        if signing_key is not None:
+            connection = {"conn_type": "generic", "password": signing_key.export_private_pem()}
+            patch.setenv("AIRFLOW_CONN_ASANA_AUDIT_SIGNING", json.dumps(connection))
+            patch.setenv("ASANA_AUDIT_SIGNING_CONN_ID", "asana_audit_signing")
         dag = load_dag(path, EXPORT_DAG_ID)
         for day in days:
             # A manual run's data interval is the one that ends at its logical date: the day before it.
             run = run_dag(dag, day + timedelta(days=1))
-            assert run.task_state == "success", f"the export of {day:%Y-%m-%d} failed"
+            assert run.state == "success", f"the export of {day:%Y-%m-%d} failed: {run.task_states}"
+            if signing_key is not None:
+                (seal,) = run.xcom("seal_archive")["seals"]
+                seal_hashes.append(seal["seal_sha256"])
         workspace_gid = fake.workspace_gid
         for day in days:
             assert fake.ground_truth(day, day + timedelta(days=1)), f"no events on {day:%Y-%m-%d}"
-    archive = Archive(base=base, days=days, workspace_gid=workspace_gid)
-    written = sorted(p for p in base.rglob("*") if p.is_file())
-    assert written == sorted([*archive.files(), *(archive.manifest(day) for day in days)]), written
+    public_key = None
+    if signing_key is not None:
+        public_key = base.parent / "evidence.pub"
+        public_key.write_text(signing_key.public_key.pem())
+    archive = Archive(
+        base=base,
+        days=days,
+        workspace_gid=workspace_gid,
+        public_key=public_key,
+        seal_hashes=tuple(seal_hashes),
+    )
+    written = sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+    expected = [*archive.files(), *(archive.manifest(day) for day in days)]
+    if signing_key is not None:
+        expected += [file.with_name(file.name + ".record.json") for file in archive.files()]
+        assert sum("/_records/" in name for name in written) == DAYS, written
+        assert sum("/_seals/" in name for name in written) == DAYS, written
+        written = [name for name in written if "/_records/" not in name and "/_seals/" not in name]
+    assert written == sorted(str(p.relative_to(base)) for p in expected), written
     return archive
 
 

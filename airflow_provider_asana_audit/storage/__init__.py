@@ -3,10 +3,11 @@ Object storage for exports: where a file goes, and how it gets there whole, priv
 
 Works on Airflow's ``ObjectStoragePath`` (local disks, S3, GCS, Azure...): destination and base
 resolution, the atomic write through a hidden staging object with its lease, and the sweep of the
-staging objects that killed attempts left. The command line is ``python -m
+staging objects that killed attempts left; with an :class:`ObjectLock`, write-once files on S3
+(:mod:`~airflow_provider_asana_audit.storage.object_lock`). The command line is ``python -m
 airflow_provider_asana_audit.storage sweep BASE`` (:mod:`~airflow_provider_asana_audit.storage.__main__`).
 
-.. seealso:: docs/reliability.md
+.. seealso:: docs/reliability.md and docs/write-once.md
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from airflow.providers.common.compat.sdk import ObjectStoragePath, conf
 
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.layout import default_relative_path, staged_file_name, staging_path
+from airflow_provider_asana_audit.storage.object_lock import (
+    LockStatus,
+    ObjectLock,
+    check_lockable,
+    lock_status,
+    locked_move,
+)
 from airflow_provider_asana_audit.timeutils import parse_instant
 from airflow_provider_asana_audit.utils import Logger
 
@@ -32,12 +40,15 @@ __all__ = [
     "PRIVATE_FILE_MODE",
     "SINGLE_HOST_EXECUTORS",
     "STAGING_GRACE_PERIOD",
+    "LockStatus",
+    "ObjectLock",
     "StagedWrite",
     "StagingObject",
     "atomic_write",
     "default_base",
     "default_destination",
     "executor_on_several_hosts",
+    "lock_status",
     "resolve_base",
     "resolve_destination",
     "sweep_staging",
@@ -209,21 +220,38 @@ class StagedWrite:
     :param staging: its staging object.
     :param file: the staging object, open for writing.
     :param close: what closes ``file`` (synced to disk) and ends its lease.
+    :param object_lock: the S3 Object Lock retention the target gets, if any.
+    :param log: where the locked move logs.
     """
 
     def __init__(
-        self, target: ObjectStoragePath, staging: ObjectStoragePath, file: BinaryIO, close: ExitStack
+        self,
+        target: ObjectStoragePath,
+        staging: ObjectStoragePath,
+        file: BinaryIO,
+        close: ExitStack,
+        *,
+        object_lock: ObjectLock | None = None,
+        log: Logger | None = None,
     ) -> None:
         self.target = target
         self.staging = staging
         self.file = file
         self.committed = False
+        self.object_lock = object_lock
         self._close = close
+        self._log = log
 
     def commit(self) -> None:
-        """Close the staging object (synced to disk, lease ended) and move it over the target."""
+        """
+        Close the staging object (synced to disk, lease ended) and move it over the target: a rename,
+        or with :attr:`object_lock` a locked copy (:func:`~.object_lock.locked_move`).
+        """
         self._close.close()
-        self.staging.rename(self.target)
+        if self.object_lock is None:
+            self.staging.rename(self.target)
+        else:
+            locked_move(self.staging, self.target, self.object_lock, log=self._log)
         self.committed = True
 
 
@@ -233,6 +261,7 @@ def atomic_write(
     *,
     log: Logger | None = None,
     grace_period: timedelta = STAGING_GRACE_PERIOD,
+    object_lock: ObjectLock | None = None,
 ) -> Iterator[StagedWrite]:
     """
     Write ``target`` whole or not at all: ``with atomic_write(target) as staged:``, write
@@ -247,12 +276,20 @@ def atomic_write(
     :param log: where removals and failures are logged.
     :param grace_period: how long a staging object may go unmodified before it counts as left by a dead
         attempt; a live local attempt renews its lease ten times per grace period.
+    :param object_lock: write ``target`` once: its new version gets this S3 Object Lock retention and
+        cannot be deleted or overwritten before the date (a later write adds a version). The target
+        must be on S3, in a bucket created with Object Lock; the staging object is never locked.
+    :raises AsanaAuditLogConfigError: with ``object_lock``, before anything is written when ``target``
+        is not on S3, and at the commit when its bucket does not have Object Lock enabled (``target``
+        is then left as it was).
 
-    .. seealso:: docs/reliability.md#staging-objects-and-the-sweep
+    .. seealso:: docs/reliability.md#staging-objects-and-the-sweep and docs/write-once.md
     """
     log = log or _log
     if grace_period <= timedelta(0):
         raise ValueError(f"grace_period must be positive, not {grace_period}")
+    if object_lock is not None:
+        check_lockable(target, object_lock)
     parent = target.parent
     local = _is_local(target)
     staging = staging_path(target)
@@ -262,7 +299,7 @@ def atomic_write(
         with ExitStack() as open_staging:
             raw = open_staging.enter_context(_open_staging(staging, local=local, created=created))
             open_staging.enter_context(_lease(staging.path if local else None, every=renew_every, log=log))
-            staged = StagedWrite(target, staging, raw, open_staging)
+            staged = StagedWrite(target, staging, raw, open_staging, object_lock=object_lock, log=log)
             yield staged
         if not staged.committed:
             _remove_quietly(staging, log)

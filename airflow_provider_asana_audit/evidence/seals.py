@@ -22,16 +22,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_asana_audit.evidence.canonical import canonical_json, sha256_hex
-from airflow_provider_asana_audit.evidence.keys import (
-    AsanaAuditLogSignatureError,
-    Keyring,
-    SigningKey,
-    encode_signature,
-)
+from airflow_provider_asana_audit.evidence.keys import Keyring, SigningKey, encode_signature
 from airflow_provider_asana_audit.evidence.paths import filter_series, seal_path
 from airflow_provider_asana_audit.evidence.problems import SIGNATURE_BAD
 from airflow_provider_asana_audit.evidence.records import Record, record_sha256
-from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
+from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogSignatureError
 from airflow_provider_asana_audit.timeutils import format_instant, parse_instant
 
 __all__ = [

@@ -54,7 +54,8 @@ class LocalArchive:
         return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
 
     def read_bytes(self, path: str) -> bytes:
-        return self._path(path).read_bytes()
+        data: bytes = self._path(path).read_bytes()
+        return data
 
     def open(self, path: str) -> BinaryIO:
         return self._path(path).open("rb")
@@ -112,7 +113,8 @@ class StorageArchive:
         return self.root / path
 
     def read_bytes(self, path: str) -> bytes:
-        return self._path(path).read_bytes()
+        data: bytes = self._path(path).read_bytes()
+        return data
 
     def open(self, path: str) -> BinaryIO:
         opened: BinaryIO = self._path(path).open("rb")  # type: ignore[no-untyped-call]

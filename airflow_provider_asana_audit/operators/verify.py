@@ -173,4 +173,8 @@ def _xcom(report: ArchiveReport, report_target: ObjectStoragePath | None) -> dic
         "late_events": {key: value for key, value in late.items() if key != "examples"},
         "report": str(report_target) if report_target is not None else None,
         "evidence": report.evidence,
+        # The per-file rows stay in the JSON report: a year of them is too much for an XCom.
+        "object_lock": None
+        if report.object_lock is None
+        else {key: value for key, value in report.object_lock.items() if key != "files"},
     }

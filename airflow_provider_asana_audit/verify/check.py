@@ -18,17 +18,17 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from airflow_provider_asana_audit.evidence.check import check_evidence
 from airflow_provider_asana_audit.evidence.keys import Keyring
 from airflow_provider_asana_audit.evidence.paths import evidence_entry
-from airflow_provider_asana_audit.evidence.view import StorageArchive
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.export_file import ExportReader, read_manifest
 from airflow_provider_asana_audit.layout import LayoutEntry, layout_entry
 from airflow_provider_asana_audit.storage import STAGING_GRACE_PERIOD, modified_at, resolve_base
 from airflow_provider_asana_audit.timeutils import format_duration, format_instant, parse_instant
 from airflow_provider_asana_audit.utils import Logger
+from airflow_provider_asana_audit.verify.evidence import add_evidence
 from airflow_provider_asana_audit.verify.gids import SeriesGids, gid_store
+from airflow_provider_asana_audit.verify.locks import lock_report
 from airflow_provider_asana_audit.verify.reexport import plan_reexports
 from airflow_provider_asana_audit.verify.report import (
     EXAMPLES,
@@ -168,7 +168,15 @@ def verify_archive(
                     )
         _check_duplicates(gids.duplicates(), read, report)
     if keyring is not None:
-        _check_evidence(root, listing, report, keyring, list(published_seal_hashes), digests)
+        add_evidence(
+            root,
+            listing,
+            report,
+            keyring=keyring,
+            published_seal_hashes=list(published_seal_hashes),
+            digests=digests,
+        )
+    report.object_lock = lock_report(root, digests)
     if not objects.series:
         # Nothing to check proves nothing: a mistyped base path, or a bucket listed without the right to
         # list it, looks the same as an empty archive, and must not pass for a whole one.
@@ -379,7 +387,7 @@ def _check_file(
                 path=path,
                 count=count,
                 examples=examples or [],
-                reexport=[_interval(entry)],
+                reexport=[Interval.of(entry)],
             )
         )
 
@@ -534,50 +542,6 @@ def _check_duplicates(
                 examples=examples,
                 # An export writes each gid once, into the interval of its created_at: re-exporting
                 # every file concerned leaves each gid where it belongs.
-                reexport=[_interval(read[file]) for file in files],
-            )
-        )
-
-
-def _interval(entry: LayoutEntry) -> Interval:
-    return Interval(entry.workspace_gid, entry.filter_suffix, entry.start_at, entry.end_at)
-
-
-#: Evidence problems that re-exporting the interval mends (while Asana still holds its events): the
-#: re-export writes a new file and a new signed record that supersedes the current one.
-_MENDED_BY_REEXPORT = frozenset(
-    {"record_missing", "record_mismatch", "interval_removed", "version_rolled_back"}
-)
-
-
-def _check_evidence(
-    root: ObjectStoragePath,
-    listing: dict[str, dict[str, Any]],
-    report: ArchiveReport,
-    keyring: Keyring,
-    published_seal_hashes: list[str],
-    digests: dict[str, tuple[str, int]],
-) -> None:
-    """The signed records and seals, against the files (hashed once, by the file checks) and each other."""
-    found = check_evidence(
-        StorageArchive(root, listing=listing),
-        keyring,
-        published_seal_hashes=published_seal_hashes,
-        digests=digests,
-    )
-    report.evidence = {
-        "keys": keyring.fingerprints,
-        "published_seal_hashes": len(published_seal_hashes),
-        "problems": len(found),
-    }
-    for problem in found:
-        entry = layout_entry(problem.path) if problem.path else None
-        mended = entry is not None and entry.kind == "file" and problem.kind in _MENDED_BY_REEXPORT
-        report.problems.append(
-            Problem(
-                kind=problem.kind,
-                message=problem.message,
-                path=str(root / problem.path) if problem.path else None,
-                reexport=[_interval(entry)] if mended and entry is not None else [],
+                reexport=[Interval.of(read[file]) for file in files],
             )
         )

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_asana_audit.evidence.problems import EVIDENCE_PROBLEM_KINDS
+from airflow_provider_asana_audit.layout import LayoutEntry
 from airflow_provider_asana_audit.rules import RETENTION
 from airflow_provider_asana_audit.storage import STAGING_GRACE_PERIOD
 from airflow_provider_asana_audit.timeutils import format_duration, format_instant, parse_instant
@@ -65,6 +66,11 @@ class Interval:
     filter_suffix: str
     start_at: datetime
     end_at: datetime
+
+    @classmethod
+    def of(cls, entry: LayoutEntry) -> Interval:
+        """The interval of an export file of the layout."""
+        return cls(entry.workspace_gid, entry.filter_suffix, entry.start_at, entry.end_at)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -254,6 +260,9 @@ class ArchiveReport:
     #: What the evidence check covered (``keys``, ``published_seal_hashes``, ``problems``), or ``None``
     #: when it did not run (no public keys given).
     evidence: dict[str, Any] | None = None
+    #: The Object Lock retention of the export files (see :func:`..locks.lock_report`), or ``None`` when
+    #: the store cannot tell.
+    object_lock: dict[str, Any] | None = None
 
     @property
     def whole(self) -> bool:
@@ -282,6 +291,7 @@ class ArchiveReport:
             "reexport": [item.to_json() for item in self.reexports],
             "late_events": self.late_events.to_json(),
             "evidence": self.evidence,
+            "object_lock": self.object_lock,
             "notes": self.notes,
         }
 
@@ -321,6 +331,18 @@ class ArchiveReport:
                 f"  evidence: signed records and seals checked with {counted(len(keys), 'public key')} "
                 f"({', '.join(keys)}) and {published}"
             )
+        lock = self.object_lock
+        if lock is not None:
+            files = counted(lock["locked"] + lock["unlocked"], "file")
+            line = f"  object lock: {lock['locked']} of {files} locked"
+            if lock["locked"]:
+                modes = ", ".join(f"{count} {mode}" for mode, count in sorted(lock["modes"].items()))
+                line += f" ({modes}), the earliest until {lock['earliest_retain_until']}"
+            unlocked = [row["path"] for row in lock["files"] if not row["mode"]]
+            if unlocked:
+                more = ", ..." if len(unlocked) > EXAMPLES else ""
+                line += f"; not locked: {', '.join(unlocked[:EXAMPLES])}{more}"
+            lines.append(line)
         for note in self.notes:
             lines.append(f"  note: {note}")
         if self.whole:

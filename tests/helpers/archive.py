@@ -178,7 +178,7 @@ def exported_archive(dags_folder: Path, base: Path, *, signing_key: SigningKey |
     public_key = None
     if signing_key is not None:
         public_key = base.parent / "evidence.pub"
-        public_key.write_text(signing_key.public_key.pem())
+        public_key.write_text(signing_key.public_key.pem)
     archive = Archive(
         base=base,
         days=days,

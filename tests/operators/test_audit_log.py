@@ -303,8 +303,10 @@ def test_the_summary_and_manifest_describe_the_file_and_hold_no_token(
         "manifest",
         "change",
         "budget",
+        "record",
     }
     assert summary["events"] == len(truth)
+    assert summary["record"] is None, "no record without a signing key"
     # What the export's requests cost the token's budget, under the token's hash.
     assert summary["budget"] == {
         "token_sha256": hashlib.sha256(asana_conn.token.encode()).hexdigest()[:16],

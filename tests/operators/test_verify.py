@@ -126,6 +126,8 @@ def test_in_a_dag_run_a_whole_archive_passes_with_templated_bounds_and_report(
             "repairs": 0,
             "captured_after_end_at_least_seconds": None,
         },
+        "evidence": None,
+        "object_lock": None,
         "report": str(report_file),
     }
     report = json.loads(report_file.read_text())

@@ -27,7 +27,6 @@ import pytest
 
 pytest.importorskip("moto")
 
-import boto3
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 from botocore.exceptions import ClientError
 
@@ -45,7 +44,10 @@ from airflow_provider_asana_audit.storage.object_lock import (
     copy_ranges,
     locked_move,
 )
-from tests.helpers.services import Service, moto_s3
+from airflow_provider_asana_audit.testing import FakeAsana
+from tests.helpers.archive import run_verify
+from tests.helpers.exports import midnight
+from tests.helpers.services import Service, aws_connection, moto_s3, s3_client
 
 #: A bucket created with Object Lock (so versioned), one without (not versioned), one versioned only.
 LOCKED, PLAIN, VERSIONED = "locked-exports", "plain-exports", "versioned-exports"
@@ -60,7 +62,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("S3_UPLOAD_PART_MIN_SIZE", PART_MIN_SIZE)  # read by the server when it starts
         with moto_s3(tmp_path_factory.mktemp("moto")) as service:
-            s3 = _client(service)
+            s3 = s3_client(service)
             s3.create_bucket(Bucket=LOCKED, ObjectLockEnabledForBucket=True)
             s3.create_bucket(Bucket=PLAIN)
             s3.create_bucket(Bucket=VERSIONED)
@@ -71,30 +73,14 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture
 def s3(moto: Service, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A boto3 client of moto; ``aws_default`` points at moto too, for ``s3://aws_default@...`` paths."""
-    connection = {
-        "conn_type": "aws",
-        "login": "moto",
-        "password": "moto",
-        "extra": {"endpoint_url": moto.url, "region_name": "us-east-1"},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
-    return _client(moto)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws_connection(moto)))
+    return s3_client(moto)
 
 
 @pytest.fixture
 def prefix() -> str:
     """A folder of its own for each test, in every bucket."""
     return f"asana/{uuid.uuid4().hex}"
-
-
-def _client(service: Service) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=service.url,
-        aws_access_key_id="moto",
-        aws_secret_access_key="moto",
-        region_name="us-east-1",
-    )
 
 
 def _path(bucket: str, key: str) -> ObjectStoragePath:
@@ -354,3 +340,89 @@ def test_a_multipart_locked_copy_copies_the_bytes_exactly_and_locks_them(s3: Any
     assert [item["Key"] for item in versions] == [key]
     assert markers == []
     assert s3.list_multipart_uploads(Bucket=LOCKED, Prefix=f"{prefix}/").get("Uploads", []) == []
+
+
+# ---------------------------------------------------------------------- a locked, signed archive
+
+
+def test_a_locked_signed_archive_keeps_every_version_and_the_check_passes_over_s3(
+    s3: Any, prefix: str, asana_conn: FakeAsana, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The export and sealing operators write to a bucket with Object Lock: files, manifests, records and
+    seals locked; a re-export for late events adds versions and the locked first ones stay; the archive
+    check with the public key runs over ``s3://``, passes, and reports each file's lock.
+    """
+    from airflow_provider_asana_audit.evidence import SigningKey
+    from airflow_provider_asana_audit.operators.audit_log import AsanaAuditLogExportOperator
+    from airflow_provider_asana_audit.operators.seal import AsanaAuditLogSealOperator
+
+    key = SigningKey.generate()
+    signing = {"conn_type": "generic", "password": key.export_private_pem()}
+    monkeypatch.setenv("AIRFLOW_CONN_ASANA_AUDIT_SIGNING", json.dumps(signing))
+    public_key = tmp_path / "evidence.pub"
+    public_key.write_text(key.public_key.pem)
+    base = f"s3://aws_default@{LOCKED}/{prefix}"
+    lock = ObjectLock(mode="GOVERNANCE", days=1)
+    days = [midnight(n) for n in (4, 3, 2)]
+
+    def export(day: datetime) -> dict[str, Any]:
+        summary: dict[str, Any] = AsanaAuditLogExportOperator(
+            task_id="export",
+            base_path=base,
+            start_at=day,
+            end_at=day + timedelta(days=1),
+            settle_period=timedelta(0),
+            signing_conn_id="asana_audit_signing",
+            object_lock=lock,
+        ).execute(context={})
+        return summary
+
+    def seal() -> None:
+        AsanaAuditLogSealOperator(
+            task_id="seal", signing_conn_id="asana_audit_signing", base_path=base, object_lock=lock
+        ).execute(context={})
+
+    for day in days:
+        export(day)
+        seal()
+    asana_conn.append_events(1, created_at=days[1] + timedelta(hours=23))  # captured late
+    assert export(days[1])["change"]["added_events"] == 1
+    seal()
+
+    versions, markers = _versions(s3, LOCKED, prefix)
+    relaxed = f"/date={days[1]:%Y-%m-%d}/"
+    # The re-export removes the earlier manifest before it writes its own (a crash in between leaves a
+    # missing manifest, not a wrong one): a delete marker, in front of a version that stays.
+    assert [(relaxed in item["Key"], item["Key"].endswith(".manifest.json")) for item in markers] == [
+        (True, True)
+    ]
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for item in versions:
+        by_key.setdefault(item["Key"], []).append(item)
+    assert not [name for name in by_key if name.rsplit("/", 1)[-1].startswith(".")], "staging left behind"
+    for name, items in by_key.items():
+        rewritten = relaxed in name and "/_records/" not in name
+        assert len(items) == (2 if rewritten else 1), name
+        for item in items:
+            head = s3.head_object(Bucket=LOCKED, Key=name, VersionId=item["VersionId"])
+            assert head["ObjectLockMode"] == "GOVERNANCE", name
+    assert sum("/_seals/" in name for name in by_key) == len(days) + 1
+    file_key = next(name for name in by_key if relaxed in name and name.endswith(".jsonl.gz"))
+    first = next(item for item in by_key[file_key] if not item["IsLatest"])
+    with pytest.raises(ClientError) as refused:
+        s3.delete_object(Bucket=LOCKED, Key=file_key, VersionId=first["VersionId"])
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+    result = run_verify(base, "--json", "-", "--public-key", str(public_key))
+
+    assert result.code == 0, result.stderr
+    report = result.report
+    assert report["late_events"]["changed_reexports"] == 1
+    assert report["evidence"]["problems"] == 0
+    locks = report["object_lock"]
+    assert (locks["locked"], locks["unlocked"], locks["modes"]) == (3, 0, {"GOVERNANCE": 3})
+    assert [row["mode"] for row in locks["files"]] == ["GOVERNANCE"] * 3
+    earliest = locks["earliest_retain_until"]
+    assert earliest == min(row["retain_until"] for row in locks["files"])
+    assert f"object lock: 3 of 3 files locked (3 GOVERNANCE), the earliest until {earliest}" in result.stderr

@@ -42,10 +42,11 @@ from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.helpers.archive import (
     EXPORT_DAG_ID,
     Archive,
-    CliResult,
+    check_not_whole,
     export_lines,
     manifest_of,
     read_export,
+    reexported_days,
     rewrite_events,
     rewrite_export,
     run_verify,
@@ -68,37 +69,6 @@ def backfill(first: datetime, last: datetime, dag_id: str = EXPORT_DAG_ID) -> st
         f"airflow dags backfill --reset-dagruns --yes --start-date {first:%Y-%m-%d} "
         f"--end-date {last:%Y-%m-%d} {dag_id}"
     )
-
-
-def reexported_days(report: dict[str, Any]) -> set[datetime]:
-    """Every day the report's re-export ranges cover."""
-    days: set[datetime] = set()
-    for item in report["reexport"]:
-        day, end = parse_bound(item["start_at"], name="start_at"), parse_bound(item["end_at"], name="end_at")
-        while day < end:
-            days.add(day)
-            day += DAY
-    return days
-
-
-def check_not_whole(result: CliResult, kinds: dict[str, int]) -> dict[str, Any]:
-    """The command said, in its exit status, its JSON report and its summary, exactly these problems."""
-    assert result.code == 1, result.stderr
-    report = result.report
-    assert report["whole"] is False
-    assert report["problem_counts"] == kinds, result.stderr
-    assert sorted(problem["kind"] for problem in report["problems"]) == sorted(
-        kind for kind, count in kinds.items() for _ in range(count)
-    )
-    counts = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-    total = sum(kinds.values())
-    assert f"NOT WHOLE: {total} {'problem' if total == 1 else 'problems'} ({counts})" in result.stderr
-    for problem in report["problems"]:
-        assert f"  {problem['kind']}: {problem['message']}" in result.stderr
-    for item in report["reexport"]:
-        assert item["dag_id"] == EXPORT_DAG_ID
-        assert item["command"] in result.stderr
-    return report
 
 
 def reexport(archive: Archive, day: datetime) -> dict[str, Any]:

@@ -415,9 +415,13 @@ def _storage_path(
         except (ValueError, ImportError) as err:
             raise _filesystem_error(text.split("://", 1)[0] if "://" in text else "", err) from None
     try:
-        path.fs  # noqa: B018  # resolves the filesystem: fails when its provider is missing
+        fs = path.fs  # resolves the filesystem: fails when its provider is missing
     except (ValueError, ImportError) as err:
         raise _filesystem_error(str(path.protocol or ""), err) from None
+    # Filesystems are cached per process, with their listings and object versions (s3fs), and s3fs
+    # forgets a folder's cached contents only when told to forget them all. Otherwise what another
+    # process changed since would be missed (a file taken for absent, a record read at an old ETag).
+    fs.invalidate_cache()
     return path
 
 

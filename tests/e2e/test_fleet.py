@@ -49,7 +49,7 @@ from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.helpers.dags import EXAMPLE_DAGS
 from tests.helpers.deployment import CeleryDeployment, celery_deployment, kill_session, session_members
 from tests.helpers.exports import midnight, serialise
-from tests.helpers.services import Service, moto_s3, postgres, redis
+from tests.helpers.services import Service, aws_connection, moto_s3, postgres, redis, s3_client
 
 pytestmark = pytest.mark.skipif(
     not AIRFLOW_V_3_3_PLUS,
@@ -173,18 +173,6 @@ def _most_at_once(tis: list[TaskInstance]) -> int:
     return most
 
 
-def _s3(moto: Service) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=moto.url,
-        aws_access_key_id="moto",
-        aws_secret_access_key="moto",
-        region_name="us-east-1",
-    )
-
-
 def _export_files(s3: Any) -> dict[str, bytes]:
     """The data files in the bucket, by the day of their ``date=`` folder."""
     files = {}
@@ -227,12 +215,7 @@ def _connections(fake: FakeAsana, moto: Service, broker: Service) -> dict[str, s
     # The shared request budget's store: a Redis connection (the broker's server, another database),
     # named by the Asana connection.
     asana["extra"] = {**asana["extra"], "budget_redis_conn_id": "asana_budget_redis"}
-    aws = {
-        "conn_type": "aws",
-        "login": "moto",
-        "password": "moto",
-        "extra": {"endpoint_url": moto.url, "region_name": "us-east-1"},
-    }
+    aws = aws_connection(moto)
     budget = {"conn_type": "redis", "host": "127.0.0.1", "port": broker.port, "extra": {"db": 1}}
     return {
         "AIRFLOW_CONN_ASANA_AUDIT_LOG_DEFAULT": json.dumps(asana),
@@ -269,7 +252,7 @@ def test_a_celery_fleet_backfills_exactly_into_s3_and_survives_a_killed_worker(
     today = midnight(0)
     first, last = today - timedelta(days=FIRST_DAY_AGO), today - timedelta(days=LAST_DAY_AGO)
     days = [first + timedelta(days=n) for n in range(DAYS)]
-    s3 = _s3(moto)
+    s3 = s3_client(moto)
     s3.create_bucket(Bucket=BUCKET)
     with (
         FakeAsana(

@@ -41,10 +41,12 @@ __all__ = [
     "EXPORT_DAG_ID",
     "Archive",
     "CliResult",
+    "check_not_whole",
     "export_lines",
     "exported_archive",
     "manifest_of",
     "read_export",
+    "reexported_days",
     "rewrite_events",
     "rewrite_export",
     "run_verify",
@@ -72,7 +74,9 @@ class Archive:
     base: Path
     days: tuple[datetime, ...]
     workspace_gid: str
-    #: For a signed archive: the public key file, and the seal hashes the sealing tasks published.
+    #: For a signed archive: the key that signed it, its public key file, and the seal hashes the
+    #: sealing tasks published.
+    signing_key: SigningKey | None = None
     public_key: Path | None = None
     seal_hashes: tuple[str, ...] = ()
 
@@ -183,6 +187,7 @@ def exported_archive(dags_folder: Path, base: Path, *, signing_key: SigningKey |
         base=base,
         days=days,
         workspace_gid=workspace_gid,
+        signing_key=signing_key,
         public_key=public_key,
         seal_hashes=tuple(seal_hashes),
     )
@@ -261,8 +266,15 @@ class CliResult:
 
     @property
     def report(self) -> dict[str, Any]:
-        """The JSON report it wrote to stdout (``--json -``)."""
-        document: dict[str, Any] = json.loads(self.stdout)
+        """
+        The JSON report it wrote to stdout (``--json -``).
+
+        In this process, Airflow 3's structlog lines (the Amazon provider's "credentials retrieved")
+        reach the captured stdout ahead of the report; the command itself points descriptor 1 at standard
+        error, so that a real stdout holds the report alone.
+        """
+        start = self.stdout.find("{\n")
+        document: dict[str, Any] = json.loads(self.stdout[max(start, 0) :])
         return document
 
 
@@ -287,3 +299,38 @@ def run_verify(*args: str, main: Callable[[list[str]], int] | None = None) -> Cl
     finally:
         logging.disable(logging.NOTSET)
     return CliResult(code=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def reexported_days(report: dict[str, Any]) -> set[datetime]:
+    """Every day the report's re-export ranges cover."""
+    days: set[datetime] = set()
+    for item in report["reexport"]:
+        day, end = _instant(item["start_at"]), _instant(item["end_at"])
+        while day < end:
+            days.add(day)
+            day += timedelta(days=1)
+    return days
+
+
+def check_not_whole(result: CliResult, kinds: dict[str, int]) -> dict[str, Any]:
+    """The command said, in its exit status, its JSON report and its summary, exactly these problems."""
+    assert result.code == 1, result.stderr
+    report = result.report
+    assert report["whole"] is False
+    assert report["problem_counts"] == kinds, result.stderr
+    assert sorted(problem["kind"] for problem in report["problems"]) == sorted(
+        kind for kind, count in kinds.items() for _ in range(count)
+    )
+    counts = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    total = sum(kinds.values())
+    assert f"NOT WHOLE: {total} {'problem' if total == 1 else 'problems'} ({counts})" in result.stderr
+    for problem in report["problems"]:
+        assert f"  {problem['kind']}: {problem['message']}" in result.stderr
+    for item in report["reexport"]:
+        assert item["dag_id"] == EXPORT_DAG_ID
+        assert item["command"] in result.stderr
+    return report

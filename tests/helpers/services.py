@@ -32,11 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.deployment import Process, free_port
 from tests.helpers.waiting import wait_until
 
-__all__ = ["POSTGRES_BIN", "Service", "moto_s3", "postgres", "redis"]
+__all__ = ["POSTGRES_BIN", "Service", "aws_connection", "moto_s3", "postgres", "redis", "s3_client"]
 
 
 def _postgres_bin() -> Path:
@@ -303,3 +304,26 @@ def moto_s3(directory: Path) -> Iterator[Service]:
 
     with _running(service, answers) as running:
         yield running
+
+
+def aws_connection(moto: Service) -> dict[str, Any]:
+    """An Airflow ``aws`` connection to moto (as ``aws_default``, for ``s3://aws_default@...`` paths)."""
+    return {
+        "conn_type": "aws",
+        "login": "moto",
+        "password": "moto",
+        "extra": {"endpoint_url": moto.url, "region_name": "us-east-1"},
+    }
+
+
+def s3_client(moto: Service) -> Any:
+    """A boto3 S3 client of moto."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        aws_access_key_id="moto",
+        aws_secret_access_key="moto",
+        region_name="us-east-1",
+    )

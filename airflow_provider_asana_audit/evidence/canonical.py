@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 
-__all__ = ["canonical_json", "is_sha256", "sha256_hex"]
+__all__ = ["canonical_json", "is_sha256", "read_stored", "sha256_hex"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -69,3 +70,32 @@ def sha256_hex(data: bytes) -> str:
 def is_sha256(value: object) -> bool:
     """Whether ``value`` is a hex SHA-256 as this package writes them: 64 lower-case hex digits."""
     return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
+def read_stored(data: bytes | str, *, kind: str, version: int, names: Sequence[str]) -> dict[str, Any]:
+    """
+    A stored record or seal as a JSON object: of ``type`` ``kind`` and format ``version``, with exactly
+    the keys ``type`` and ``names``, and nothing canonical JSON cannot encode. Its fields' types and its
+    signature are not checked.
+
+    :raises ValueError: when it is not (the message says why, to follow "The record <path> ").
+    """
+    try:
+        value = json.loads(data)
+    except ValueError as err:
+        raise ValueError(f"is not valid JSON ({err})") from None
+    if not isinstance(value, dict) or value.get("type") != kind:
+        raise ValueError(f"is not a JSON object of type {kind!r}")
+    if value.get("version") != version:
+        raise ValueError(f"is format version {value.get('version')!r} of {kind!r}, not {version}")
+    unknown = sorted(set(value) - {"type", *names})
+    missing = [name for name in names if name not in value]
+    if unknown or missing:
+        raise ValueError(
+            f"does not have exactly the keys {['type', *names]}: unknown {unknown}, lacking {missing}"
+        )
+    try:
+        canonical_json(value)
+    except AsanaAuditLogConfigError as err:
+        raise ValueError(str(err)) from None
+    return value

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from airflow_provider_asana_audit.evidence.canonical import canonical_json, is_sha256, sha256_hex
+from airflow_provider_asana_audit.evidence.canonical import canonical_json, is_sha256, read_stored, sha256_hex
 from airflow_provider_asana_audit.evidence.keys import Keyring, SigningKey, encode_signature
 from airflow_provider_asana_audit.evidence.paths import filter_series, history_path, record_path
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
@@ -101,23 +101,8 @@ class Record:
 
         :raises ValueError: when it is not a record of this format (the message says why).
         """
-        try:
-            value = json.loads(data)
-        except ValueError as err:
-            raise ValueError(f"is not valid JSON ({err})") from None
-        if not isinstance(value, dict) or value.get("type") != RECORD_TYPE:
-            raise ValueError(f"is not a JSON object of type {RECORD_TYPE!r}")
-        if value.get("version") != RECORD_VERSION:
-            raise ValueError(f"is record format version {value.get('version')!r}, not {RECORD_VERSION}")
         names = [field.name for field in fields(cls)]
-        unknown = sorted(set(value) - {"type", *names})
-        missing = [name for name in names if name not in value]
-        if unknown or missing:
-            raise ValueError(f"has unknown keys {unknown} or lacks keys {missing}")
-        try:
-            canonical_json(value)
-        except AsanaAuditLogConfigError as err:
-            raise ValueError(str(err)) from None
+        value = read_stored(data, kind=RECORD_TYPE, version=RECORD_VERSION, names=names)
         record = cls(**{name: value[name] for name in names})
         complaints = _complaints(record)
         if not isinstance(record.key, str) or not isinstance(record.signature, str):

@@ -15,13 +15,12 @@ with its seals.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_asana_audit.evidence.canonical import canonical_json, sha256_hex
+from airflow_provider_asana_audit.evidence.canonical import canonical_json, read_stored, sha256_hex
 from airflow_provider_asana_audit.evidence.keys import Keyring, SigningKey, encode_signature
 from airflow_provider_asana_audit.evidence.paths import filter_series, seal_path
 from airflow_provider_asana_audit.evidence.problems import SIGNATURE_BAD
@@ -104,21 +103,9 @@ class Seal:
 
         :raises ValueError: when it is not a seal of this format (the message says why).
         """
-        try:
-            value = json.loads(data)
-        except ValueError as err:
-            raise ValueError(f"is not valid JSON ({err})") from None
-        if (
-            not isinstance(value, dict)
-            or value.get("type") != SEAL_TYPE
-            or value.get("version") != SEAL_VERSION
-        ):
-            raise ValueError(f"is not a JSON object of type {SEAL_TYPE!r}, version {SEAL_VERSION}")
         names = [field.name for field in fields(cls)]
-        if set(value) != {"type", *names}:
-            raise ValueError(f"does not have exactly the keys {['type', *names]}")
+        value = read_stored(data, kind=SEAL_TYPE, version=SEAL_VERSION, names=names)
         try:
-            canonical_json(value)
             covered = tuple(SealedInterval(**interval) for interval in value["covered"])
             for interval in covered:
                 parse_instant(interval.start_at)

@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_asana_audit.evidence.keys import Keyring
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogArchiveError, AsanaAuditLogConfigError
+from airflow_provider_asana_audit.health import archive_health, render_html
 from airflow_provider_asana_audit.operators.seal import public_keys as load_public_keys
 from airflow_provider_asana_audit.rules import RETENTION
 from airflow_provider_asana_audit.storage import atomic_write, default_base, resolve_destination
@@ -45,6 +46,8 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
     :param export_dag_id: the export DAG to name in the re-export commands; default the DAG named in the
         manifests. (templated)
     :param report_path: where to write the JSON report, a path or URI; default nowhere. (templated)
+    :param html_report_path: where to write the report as one self-contained HTML page (the calendar,
+        the events per day and the problems), a path or URI; default nowhere. (templated)
     :param fail_when_not_whole: fail the task when a problem is found (default; without retries, since the
         archive will not mend itself); otherwise only log it.
     :param public_keys: check the signed records and seals with these public keys (PEM text or paths of
@@ -63,6 +66,7 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
         "storage_conn_id",
         "export_dag_id",
         "report_path",
+        "html_report_path",
         "public_keys",
         "published_seal_hashes",
     )
@@ -77,6 +81,7 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
         storage_conn_id: str | None = None,
         export_dag_id: str | None = None,
         report_path: str | ObjectStoragePath | None = None,
+        html_report_path: str | ObjectStoragePath | None = None,
         fail_when_not_whole: bool = True,
         public_keys: Sequence[str] = (),
         published_seal_hashes: Sequence[str] = (),
@@ -89,6 +94,7 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
         self.export_dag_id = export_dag_id
         self.report_path = report_path
+        self.html_report_path = html_report_path
         self.fail_when_not_whole = fail_when_not_whole
         self.public_keys = public_keys
         self.published_seal_hashes = published_seal_hashes
@@ -99,10 +105,9 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
             for name, value in (("since", self.since), ("until", self.until))
         )
         storage_conn_id = rendered(self.storage_conn_id)
-        report_target = (
-            None
-            if rendered(self.report_path) is None
-            else resolve_destination(rendered(self.report_path), conn_id=storage_conn_id)
+        report_target, html_target = (
+            None if rendered(path) is None else resolve_destination(rendered(path), conn_id=storage_conn_id)
+            for path in (self.report_path, self.html_report_path)
         )
         keys = load_public_keys(rendered(self.public_keys))
         published = _hashes(rendered(self.published_seal_hashes))
@@ -127,15 +132,21 @@ class AsanaAuditLogVerifyOperator(BaseOperator):
             self.log.info("%s", line)
         if report_target is not None:
             body = (json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-            with atomic_write(report_target, log=self.log) as staged:
-                staged.file.write(body)
-                staged.commit()
-            self.log.info("Wrote the JSON report to %s", report_target)
+            self._write(report_target, body, what="the JSON report")
+        if html_target is not None:
+            page = render_html([archive_health(base, conn_id=storage_conn_id, report=report.to_json())])
+            self._write(html_target, page.encode("utf-8"), what="the HTML report")
         if not report.whole:
             if self.fail_when_not_whole:
                 raise AsanaAuditLogArchiveError(_failure(report))
             self.log.warning("The archive is not whole: %s", _failure(report))
-        return _xcom(report, report_target)
+        return _xcom(report, report_target, html_target)
+
+    def _write(self, target: ObjectStoragePath, body: bytes, *, what: str) -> None:
+        with atomic_write(target, log=self.log) as staged:
+            staged.file.write(body)
+            staged.commit()
+        self.log.info("Wrote %s to %s", what, target)
 
 
 def _hashes(values: Sequence[str] | str | None) -> list[str]:
@@ -162,7 +173,9 @@ def _failure(report: ArchiveReport) -> str:
     return message
 
 
-def _xcom(report: ArchiveReport, report_target: ObjectStoragePath | None) -> dict[str, Any]:
+def _xcom(
+    report: ArchiveReport, report_target: ObjectStoragePath | None, html_target: ObjectStoragePath | None
+) -> dict[str, Any]:
     late = report.late_events.to_json()
     return {
         "whole": report.whole,
@@ -172,6 +185,7 @@ def _xcom(report: ArchiveReport, report_target: ObjectStoragePath | None) -> dic
         "reexport": [item.command for item in report.reexports if item.command],
         "late_events": {key: value for key, value in late.items() if key != "examples"},
         "report": str(report_target) if report_target is not None else None,
+        "html_report": str(html_target) if html_target is not None else None,
         "evidence": report.evidence,
         # The per-file rows stay in the JSON report: a year of them is too much for an XCom.
         "object_lock": None

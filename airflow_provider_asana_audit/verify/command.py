@@ -21,6 +21,7 @@ from typing import TextIO
 
 from airflow_provider_asana_audit.evidence.keys import Keyring
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
+from airflow_provider_asana_audit.health import archive_health, render_html
 from airflow_provider_asana_audit.verify.check import parse_bound, verify_archive
 
 __all__ = ["main"]
@@ -44,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--since", help="check from this date or instant on (default: the first export)")
     parser.add_argument("--until", help="check up to this date or instant (default: the last export's end)")
     parser.add_argument("--json", metavar="FILE", help="also write the JSON report to FILE (- for stdout)")
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the calendar, the events per day and the problems to FILE, one self-contained "
+        "HTML page",
+    )
     parser.add_argument(
         "--dag-id", help="the export DAG to name in re-export commands (default: from manifests)"
     )
@@ -92,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(2, f"{parser.prog}: error: {err}\n")
         document = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
         print(report.summary(), file=sys.stderr if args.json == "-" else results)
+        if args.html:
+            health = archive_health(args.base, conn_id=args.conn_id, report=report.to_json())
+            with open(args.html, "w", encoding="utf-8") as out:
+                out.write(render_html([health]))
         if args.json == "-":
             results.write(document)
         elif args.json:

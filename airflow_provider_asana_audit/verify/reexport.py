@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from airflow_provider_asana_audit.backfill import backfill_command
 from airflow_provider_asana_audit.rules import retention_start
 from airflow_provider_asana_audit.verify.report import ArchiveReport, Reexport
-from airflow_provider_asana_audit.version_compat import AIRFLOW_V_3_0_PLUS
 
-__all__ = ["backfill_command", "plan_reexports"]
+__all__ = ["plan_reexports"]
 
 
 def plan_reexports(report: ArchiveReport, *, dag_id: str | None, now: datetime) -> list[Reexport]:
@@ -50,26 +50,3 @@ def plan_reexports(report: ArchiveReport, *, dag_id: str | None, now: datetime) 
             command = None if end <= oldest else backfill_command(dag, start, max(start, end - step))
             result.append(Reexport(key[0], key[1], start, end, dag, command, expired))
     return result
-
-
-def backfill_command(dag_id: str, first: datetime, last: datetime) -> str:
-    """
-    The command that re-runs the DAG's runs whose data intervals start from ``first`` to ``last``.
-
-    :param first: the logical date of the first run (for data-interval timetables, its interval's start).
-    :param last: the logical date of the last run, inclusive.
-    """
-    midnight = all(
-        instant == instant.replace(hour=0, minute=0, second=0, microsecond=0) for instant in (first, last)
-    )
-    since, until = (
-        (f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}")
-        if midnight
-        else (first.isoformat(timespec="seconds"), last.isoformat(timespec="seconds"))
-    )
-    if AIRFLOW_V_3_0_PLUS:
-        return (
-            f"airflow backfill create --dag-id {dag_id} --from-date {since} --to-date {until} "
-            "--reprocess-behavior completed"
-        )
-    return f"airflow dags backfill --reset-dagruns --yes --start-date {since} --end-date {until} {dag_id}"

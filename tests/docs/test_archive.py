@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_asana_audit import backfill
 from airflow_provider_asana_audit.evidence import EVIDENCE_PROBLEM_KINDS
-from airflow_provider_asana_audit.verify import PROBLEM_KINDS, main, reexport, verify_archive
+from airflow_provider_asana_audit.verify import PROBLEM_KINDS, main, verify_archive
 from tests.docs.conftest import LATE_EVENTS, DocsArchive
 from tests.docs.markdown import REPO, Block, blocks
 
@@ -170,7 +171,7 @@ def test_the_samples_have_the_shape_of_the_real_output(
     real = {_shape(line) for line in whole.splitlines()}
     # The samples show Airflow 3's backfill command; on Airflow 2 the command prints Airflow 2's.
     for airflow_3 in (True, False):
-        monkeypatch.setattr(reexport, "AIRFLOW_V_3_0_PLUS", airflow_3)
+        monkeypatch.setattr(backfill, "AIRFLOW_V_3_0_PLUS", airflow_3)
         damaged = _run(str(damaged_base), *bounds)
         assert "\nNOT WHOLE: " in damaged
         real |= {_shape(line) for line in damaged.splitlines()}

@@ -151,7 +151,7 @@ def test_a_wrong_field_is_refused_with_what_to_change(changes: dict[str, Any], m
         ("{", "is not valid JSON"),
         ("[]", "is not a JSON object of type"),
         ('{"type": "asana_audit_log_record", "version": 2}', "version 2"),
-        ('{"type": "asana_audit_log_record", "version": 1}', "lacks keys"),
+        ('{"type": "asana_audit_log_record", "version": 1}', "exactly the keys"),
     ],
 )
 def test_a_malformed_stored_record_is_refused(text: str, message: str) -> None:

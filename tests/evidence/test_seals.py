@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
@@ -27,17 +27,10 @@ from airflow_provider_asana_audit.evidence.canonical import canonical_json
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError, AsanaAuditLogSignatureError
 from airflow_provider_asana_audit.layout import default_relative_path
 from airflow_provider_asana_audit.timeutils import format_instant
+from tests.evidence.archive import DAY0, FILTERS, WORKSPACE
 
 KEY = SigningKey.generate()
 KEYRING = Keyring([KEY.public_key])
-WORKSPACE = "1200000000000001"
-FILTERS: dict[str, str | None] = {
-    "event_type": None,
-    "actor_type": None,
-    "actor_gid": None,
-    "resource_gid": None,
-}
-DAY0 = datetime(2026, 11, 22, tzinfo=timezone.utc)
 LEAVES = [(f"2026-11-{22 + day}T00:00:00.000Z", hashlib.sha256(bytes([day])).hexdigest()) for day in range(5)]
 
 

@@ -109,10 +109,12 @@ def test_in_a_dag_run_a_whole_archive_passes_with_templated_bounds_and_report(
         since="{{ macros.ds_add(ds, -7) }}",
         until="{{ data_interval_end }}",
         report_path=f"{tmp_path}/reports/{{{{ ds }}}}.json",
+        html_report_path=f"{tmp_path}/reports/{{{{ ds }}}}.html",
     )
 
     assert run.task_state == "success"
     report_file = tmp_path / "reports" / f"{archive.end:%Y-%m-%d}.json"
+    html_file = report_file.with_suffix(".html")
     assert run.xcom(_TASK_ID) == {
         "whole": True,
         "files": 7,
@@ -129,7 +131,11 @@ def test_in_a_dag_run_a_whole_archive_passes_with_templated_bounds_and_report(
         "evidence": None,
         "object_lock": None,
         "report": str(report_file),
+        "html_report": str(html_file),
     }
+    page = html_file.read_text(encoding="utf-8")
+    assert page.count('role="gridcell"') >= len(archive.days)
+    assert "NOT WHOLE" not in page
     report = json.loads(report_file.read_text())
     assert (report["whole"], report["since"], report["until"]) == (
         True,

@@ -31,6 +31,7 @@ from airflow_provider_asana_audit.budget import RateLimiter  # noqa: E402
 from airflow_provider_asana_audit.redis_budget import RedisBudget  # noqa: E402
 from airflow_provider_asana_audit.testing import FakeAsana  # noqa: E402
 from tests.helpers.archive import Archive, exported_archive  # noqa: E402
+from tests.helpers.services import Service, moto_s3  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -130,3 +131,18 @@ def _forget_learnt_token_rates() -> None:
     """
     RateLimiter._registry.clear()
     RedisBudget._registry.clear()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """
+    moto's S3 server, one for the session: Airflow caches a storage connection's filesystem per process,
+    so a second server on another port would be missed by the tests that come after the first.
+    Each module makes its own buckets.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        # Read by the server when it starts: the smallest part of a multipart upload (but the last),
+        # lowered so that a test copies tiny parts.
+        patch.setenv("S3_UPLOAD_PART_MIN_SIZE", "1")
+        with moto_s3(tmp_path_factory.mktemp("moto")) as service:
+            yield service

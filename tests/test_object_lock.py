@@ -18,7 +18,6 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -47,34 +46,29 @@ from airflow_provider_asana_audit.storage.object_lock import (
 from airflow_provider_asana_audit.testing import FakeAsana
 from tests.helpers.archive import run_verify
 from tests.helpers.exports import midnight
-from tests.helpers.services import Service, aws_connection, moto_s3, s3_client
+from tests.helpers.services import Service, aws_connection, s3_client
 
 #: A bucket created with Object Lock (so versioned), one without (not versioned), one versioned only.
 LOCKED, PLAIN, VERSIONED = "locked-exports", "plain-exports", "versioned-exports"
 DATA = b'{"gid": "1", "event_type": "user_login_succeeded"}\n' * 40
-#: moto's smallest part of a multipart upload (but the last), lowered so that a test copies tiny parts.
-PART_MIN_SIZE = "1"
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """moto's S3 server with the three buckets, for the whole module."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("S3_UPLOAD_PART_MIN_SIZE", PART_MIN_SIZE)  # read by the server when it starts
-        with moto_s3(tmp_path_factory.mktemp("moto")) as service:
-            s3 = s3_client(service)
-            s3.create_bucket(Bucket=LOCKED, ObjectLockEnabledForBucket=True)
-            s3.create_bucket(Bucket=PLAIN)
-            s3.create_bucket(Bucket=VERSIONED)
-            s3.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
-            yield service
+def buckets(moto: Service) -> Service:
+    """The session's moto server with the three buckets."""
+    s3 = s3_client(moto)
+    s3.create_bucket(Bucket=LOCKED, ObjectLockEnabledForBucket=True)
+    s3.create_bucket(Bucket=PLAIN)
+    s3.create_bucket(Bucket=VERSIONED)
+    s3.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
+    return moto
 
 
 @pytest.fixture
-def s3(moto: Service, monkeypatch: pytest.MonkeyPatch) -> Any:
+def s3(buckets: Service, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A boto3 client of moto; ``aws_default`` points at moto too, for ``s3://aws_default@...`` paths."""
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws_connection(moto)))
-    return s3_client(moto)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws_connection(buckets)))
+    return s3_client(buckets)
 
 
 @pytest.fixture

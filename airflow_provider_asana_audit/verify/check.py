@@ -105,7 +105,8 @@ def verify_archive(
     :param published_seal_hashes: seal hashes published outside the archive, each of which must be in it
         (checked with ``keyring`` only).
     :raises AsanaAuditLogConfigError: for a relative or unusable base path, a bound that is naive or does
-        not parse, ``since`` not before ``until``, or a grace period that is not positive.
+        not parse, ``since`` not before ``until``, a grace period that is not positive, or published seal
+        hashes without a keyring.
 
     .. seealso:: docs/archive.md
     """
@@ -116,6 +117,11 @@ def verify_archive(
         raise AsanaAuditLogConfigError(
             f"staging_grace_period={staging_grace_period!r} must be a positive timedelta: use at least the "
             f"exports' grace period, timedelta(minutes={STAGING_GRACE_PERIOD.total_seconds() / 60:g})"
+        )
+    published_seal_hashes = list(published_seal_hashes)
+    if published_seal_hashes and keyring is None:
+        raise AsanaAuditLogConfigError(
+            "published_seal_hashes are checked against the signed seals: give keyring too"
         )
     # Compared with aware instants below: a naive datetime or a string would fail there with a TypeError.
     since = None if since is None else parse_bound(since, name="since")
@@ -173,7 +179,7 @@ def verify_archive(
             listing,
             report,
             keyring=keyring,
-            published_seal_hashes=list(published_seal_hashes),
+            published_seal_hashes=published_seal_hashes,
             digests=digests,
         )
     report.object_lock = lock_report(root, digests)

@@ -51,7 +51,7 @@ def add_evidence(
         digests=digests,
     )
     report.evidence = {
-        "keys": keyring.fingerprints,
+        "keys": list(keyring.fingerprints),
         "published_seal_hashes": len(published_seal_hashes),
         "problems": len(found),
     }

@@ -838,6 +838,66 @@ CASES: tuple[Case, ...] = (
         variants=({"report_path": lambda world: f"{world.out}/"},),
     ),
     Case(
+        id="verify-html-report-relative",
+        where="`html_report_path` (verify operator)",
+        bad="a relative path",
+        error=AsanaAuditLogConfigError,
+        says=("is a relative path", "use an absolute path or a URI"),
+        change="Name the page's file by an absolute path or a URI, e.g. `s3://bucket/reports/{{ ds }}.html`.",
+        entries=("verify operator",),
+        variants=({"html_report_path": "reports/verify.html"},),
+    ),
+    Case(
+        id="verify-public-key-unreadable",
+        where="`public_keys` (verify operator)",
+        bad="a path of a file that does not exist, or text that is not a public key",
+        error=AsanaAuditLogConfigError,
+        says=("public key", "make-key wrote"),
+        change="Give each public key as PEM text or the path of the `.pub` file that `make-key` wrote.",
+        entries=("verify operator",),
+        variants=(
+            {"public_keys": lambda world: [f"{world.out}/missing.pub"]},
+            {"public_keys": ["-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----"]},
+        ),
+    ),
+    Case(
+        id="verify-published-hashes-without-keys",
+        where="`published_seal_hashes` (verify operator, `verify_archive`)",
+        bad="given without the public keys",
+        error=AsanaAuditLogConfigError,
+        says=("are checked against the signed seals", "too"),
+        change="Give the public keys too (`public_keys`, `keyring`): a seal hash means nothing without them.",
+        entries=("verify operator", "verify_archive"),
+        variants=({"published_seal_hashes": ["0" * 64]},),
+    ),
+    Case(
+        id="export-signing-destination",
+        where="`signing_conn_id` (export operator)",
+        bad="a connection id given with `destination`, or not a connection id",
+        error=AsanaAuditLogConfigError,
+        says=("signing_conn_id",),
+        change="Sign exports of the default layout: give `base_path` instead of `destination`, and a "
+        "connection id whose password holds the private key.",
+        entries=("operator",),
+        variants=(
+            {
+                "signing_conn_id": "asana_audit_signing",
+                "destination": lambda world: f"{world.out}/day.jsonl.gz",
+            },
+            {"signing_conn_id": 42},
+        ),
+    ),
+    Case(
+        id="export-object-lock-type",
+        where="`object_lock` (export operator)",
+        bad="not an `ObjectLock` (a dict)",
+        error=AsanaAuditLogConfigError,
+        says=("object_lock must be an ObjectLock",),
+        change="Pass `ObjectLock(mode='COMPLIANCE', days=2555)` from `airflow_provider_asana_audit.storage`.",
+        entries=("operator",),
+        variants=({"object_lock": {"mode": "COMPLIANCE", "days": 7}},),
+    ),
+    Case(
         id="verify-grace-period",
         where="`staging_grace_period` (`verify_archive`)",
         bad="zero, negative, or not a `timedelta`",
@@ -986,6 +1046,11 @@ class Accepted:
 
 
 ACCEPTED: tuple[Accepted, ...] = (
+    Accepted(
+        ("verify_archive.keyring",),
+        "A `Keyring`, which refuses an empty list or a key that is not an Ed25519 public key when it is "
+        "made (see the evidence messages).",
+    ),
     Accepted(
         (
             "AsanaAuditLogExportOperator.event_type",

@@ -22,6 +22,7 @@ from airflow_provider_asana_audit.exceptions import (
     AsanaAuditLogPermanentAPIError,
     AsanaAuditLogRetentionError,
     AsanaAuditLogRetriesExhaustedError,
+    AsanaAuditLogSignatureError,
 )
 
 #: Whether each class fails a task at once (True) or lets Airflow retry it (False).
@@ -31,6 +32,8 @@ FAILS_WITHOUT_RETRY: dict[type[AsanaAuditLogError], bool] = {
     AsanaAuditLogRetentionError: True,
     # The archive will not mend itself: it needs a re-export (or a backup), not the same task again.
     AsanaAuditLogArchiveError: True,
+    # A changed or forged record stays so: retrying verifies the same bytes with the same keys.
+    AsanaAuditLogSignatureError: True,
     AsanaAuditLogAPIError: False,
     AsanaAuditLogPermanentAPIError: True,
     AsanaAuditLogAuthError: True,
@@ -60,6 +63,7 @@ def test_each_error_is_an_airflow_error_that_fails_without_retry_when_retrying_c
         AsanaAuditLogConfigError("page_size=0 is out of range: Asana accepts 1 to 100"),
         AsanaAuditLogRetentionError("Nothing to export"),
         AsanaAuditLogArchiveError("The archive under s3://bucket/asana is not whole: 1 gap"),
+        AsanaAuditLogSignatureError("The record x does not match its signature", kind="signature_bad"),
         AsanaAuditLogRetriesExhaustedError("Asana request failed 3 times"),
         AsanaAuditLogAuthError(401, "Not Authorized", "put a valid token in the connection's password"),
         AsanaAuditLogInvalidOffsetError(400, "offset: Your pagination token is invalid."),

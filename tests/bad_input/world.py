@@ -469,6 +469,8 @@ ENTRIES: dict[str, Entry] = {
                     "requests_per_minute",
                     "settle_period",
                     "on_retention_violation",
+                    "signing_conn_id",
+                    "object_lock",
                 ),
                 "retry": f"{_OPERATOR}.request_retry",
             },
@@ -549,13 +551,22 @@ ENTRIES: dict[str, Entry] = {
         Entry(
             "verify operator",
             run_verify_operator,
-            _same("AsanaAuditLogVerifyOperator", "base_path", "since", "until", "report_path"),
+            _same(
+                "AsanaAuditLogVerifyOperator",
+                "base_path",
+                "since",
+                "until",
+                "report_path",
+                "html_report_path",
+                "public_keys",
+                "published_seal_hashes",
+            ),
         ),
         Entry(
             "verify_archive",
             run_verify_archive,
             {
-                **_same("verify_archive", "since", "until", "staging_grace_period"),
+                **_same("verify_archive", "since", "until", "staging_grace_period", "published_seal_hashes"),
                 "base_path": "verify_archive.base",
             },
         ),

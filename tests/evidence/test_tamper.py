@@ -17,7 +17,7 @@ import gzip
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +30,7 @@ from airflow_provider_asana_audit.evidence.keys import encode_signature
 from airflow_provider_asana_audit.testing import FakeAsana
 from tests.helpers.archive import Archive, check_not_whole, reexported_days, run_verify
 from tests.helpers.exports import serialise
-from tests.helpers.services import Service, aws_connection, moto_s3, s3_client
+from tests.helpers.services import Service, aws_connection, s3_client
 
 SIGNING_CONN_ID = "asana_audit_signing"
 BUCKET = "tamper"
@@ -99,10 +99,10 @@ class S3Store:
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with moto_s3(tmp_path_factory.mktemp("moto")) as service:
-        s3_client(service).create_bucket(Bucket=BUCKET)
-        yield service
+def bucket(moto: Service) -> Service:
+    """The session's moto server, with a plain bucket."""
+    s3_client(moto).create_bucket(Bucket=BUCKET)
+    return moto
 
 
 @dataclass
@@ -161,7 +161,7 @@ def tampered(
     if request.param == "local":
         copy = signed_archive.copy(tmp_path / "archive")
         return Tampered(copy, LocalStore(copy.base), published)
-    moto: Service = request.getfixturevalue("moto")
+    moto: Service = request.getfixturevalue("bucket")
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws_connection(moto)))
     store = S3Store(s3_client(moto), f"archive-{uuid.uuid4().hex}")
     source = LocalStore(signed_archive.base)

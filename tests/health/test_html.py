@@ -10,6 +10,7 @@ from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
+from airflow_provider_asana_audit.backfill import backfill_command
 from airflow_provider_asana_audit.health import CELL_STATES, archive_health, render_html
 from airflow_provider_asana_audit.health.html import STATE_LABELS
 from airflow_provider_asana_audit.verify import verify_archive
@@ -57,7 +58,7 @@ def test_every_day_is_a_focusable_cell_with_its_state_and_details(damaged: Archi
     assert missing["data-state"] == "missing"
     assert str(missing["aria-label"]).startswith(f"{damaged.days[2]:%Y-%m-%d}: missing")
     assert "days left before Asana deletes these events" in str(missing["data-details"])
-    assert "airflow backfill create --dag-id example_asana_audit_export" in page
+    assert backfill_command("example_asana_audit_export", damaged.days[2], damaged.days[2]) in page
 
 
 def test_the_page_fetches_nothing_and_names_every_state(archive: Archive) -> None:

@@ -68,6 +68,20 @@ CONFIG: dict[str, Any] = {
                 "example": "s3://audit-lake/asana",
                 "default": None,
             },
+            "archives": {
+                "description": (
+                    "The archives the archive page of the Airflow UI shows: a JSON list of objects with "
+                    "base_path and, optionally, conn_id (the storage's connection), report_path (the "
+                    "verify operator's JSON report, or a folder ending in / whose newest *.json is "
+                    "taken), since (the first day, YYYY-MM-DD) and settle_period_minutes (default 30). "
+                    "When unset, the page shows base_path's archive."
+                ),
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": '[{"base_path": "s3://audit-lake/asana", "conn_id": "aws_default", '
+                '"report_path": "s3://audit-lake/asana-reports/"}]',
+                "default": None,
+            },
         },
     },
 }

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
+    "AIRFLOW_V_3_1_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "AirflowRescheduleException",
 ]
@@ -27,6 +28,8 @@ def get_base_airflow_version_tuple() -> tuple[int, int, int]:
 
 
 AIRFLOW_V_3_0_PLUS: bool = get_base_airflow_version_tuple() >= (3, 0, 0)
+#: Plugins can add FastAPI apps and nav entries (external views) to the UI from 3.1 on.
+AIRFLOW_V_3_1_PLUS: bool = get_base_airflow_version_tuple() >= (3, 1, 0)
 #: Event triggers get ``asset_state_store`` and shared streams from 3.3 on.
 AIRFLOW_V_3_3_PLUS: bool = get_base_airflow_version_tuple() >= (3, 3, 0)
 

@@ -21,6 +21,8 @@ Settings, read from the environment when the DAG file is parsed (the first two a
   (default 3; keep it well under 90).
 - ``ASANA_AUDIT_VERIFY_DAYS``: how many days the check covers, ending with the re-exported day
   (default 30). ``python -m airflow_provider_asana_audit.verify BASE`` checks everything at once.
+- ``ASANA_AUDIT_REPORTS``: a folder (path or URI) where each check writes its report, ``{ds}.json`` and
+  ``{ds}.html`` (default: none). The archive page shows the newest JSON report of this folder.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ START = datetime.strptime(os.environ.get("ASANA_AUDIT_EXPORT_START", "2026-11-01
 BASE_PATH = os.environ.get("ASANA_AUDIT_EXPORT_BASE") or None
 RECONCILE_DAYS = int(os.environ.get("ASANA_AUDIT_RECONCILE_DAYS", "3"))
 VERIFY_DAYS = int(os.environ.get("ASANA_AUDIT_VERIFY_DAYS", "30"))
+REPORTS = (os.environ.get("ASANA_AUDIT_REPORTS") or "").rstrip("/") or None
 #: The re-exported day, from the run's data interval (templates render when the task runs).
 LATE_START = f"{{{{ (data_interval_start - macros.timedelta(days={RECONCILE_DAYS})).isoformat() }}}}"
 LATE_END = f"{{{{ (data_interval_end - macros.timedelta(days={RECONCILE_DAYS})).isoformat() }}}}"
@@ -80,5 +83,7 @@ with DAG(
         until=LATE_END,
         # Re-export commands name the export DAG, whose runs export their own data interval.
         export_dag_id="example_asana_audit_export",
+        report_path=f"{REPORTS}/{{{{ ds }}}}.json" if REPORTS else None,
+        html_report_path=f"{REPORTS}/{{{{ ds }}}}.html" if REPORTS else None,
     )
     reexport >> verify

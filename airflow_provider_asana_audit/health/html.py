@@ -273,7 +273,9 @@ def _runs(series: SeriesHealth, run_link: Callable[[str, str], str] | None) -> s
         if cell.state not in ("late", "repaired", "damaged") or not cell.run_id or not cell.dag_id:
             continue
         name = escape(f"{cell.dag_id} / {cell.run_id}")
-        run = f'<a href="{escape(run_link(cell.dag_id, cell.run_id))}">{name}</a>' if run_link else name
+        # The page may sit in the UI's frame: a run opens in the whole window.
+        href = escape(run_link(cell.dag_id, cell.run_id)) if run_link else ""
+        run = f'<a href="{href}" target="_top">{name}</a>' if run_link else name
         rows.append(f"<tr><td>{cell.day:%Y-%m-%d}</td><td>{STATE_LABELS[cell.state]}</td><td>{run}</td></tr>")
     if not rows:
         return ""

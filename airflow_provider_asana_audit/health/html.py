@@ -63,6 +63,19 @@ _SCRIPT = """
 (function(){
 var panel=document.getElementById("details");
 function show(cell){panel.textContent=cell.getAttribute("data-details");}
+// In the Airflow UI the page sits in a frame sandboxed without allow-top-navigation, so a target=_top link
+// is blocked: a run's link moves the UI's own router instead (same origin only; new tabs as usual).
+document.addEventListener("click",function(e){
+  var a=e.target.closest&&e.target.closest("a[target=_top]");
+  if(!a||window.top===window||e.button!==0||e.ctrlKey||e.metaKey||e.shiftKey||e.altKey)return;
+  try{
+    var to=new URL(a.href),top=window.top;
+    if(to.origin!==top.location.origin)return;
+    top.history.pushState(null,"",to.pathname+to.search+to.hash);
+    top.dispatchEvent(new PopStateEvent("popstate",{state:null}));
+    e.preventDefault();
+  }catch(err){}
+});
 document.querySelectorAll("[role=grid]").forEach(function(grid){
   var cells=Array.prototype.slice.call(grid.querySelectorAll("[role=gridcell]"));
   cells.forEach(function(cell,i){

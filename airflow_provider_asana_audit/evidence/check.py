@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from airflow_provider_asana_audit.evidence.canonical import sha256_hex
@@ -31,12 +31,12 @@ from airflow_provider_asana_audit.evidence.problems import (
 )
 from airflow_provider_asana_audit.evidence.records import Record, record_sha256, verify_record
 from airflow_provider_asana_audit.evidence.seal_audit import audit_seals, published_seal_problem
-from airflow_provider_asana_audit.evidence.seals import Seal, verify_seal
+from airflow_provider_asana_audit.evidence.seals import Seal, seal_hash, verify_seal
 from airflow_provider_asana_audit.evidence.view import ArchiveView
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogSignatureError
 from airflow_provider_asana_audit.layout import MANIFEST_SUFFIX, layout_entry
 
-__all__ = ["check_evidence", "current_records", "newest_seal"]
+__all__ = ["check_evidence", "current_records", "newest_seal", "series_state"]
 
 _CHUNK = 1 << 20
 
@@ -273,9 +273,13 @@ def check_evidence(
         }
         files = {path for path, key in index.files.items() if key == (gid, name)}
         problems.extend(audit_seals(seals=seals, current=current, history=index.history, files=files))
-    every_seal = [seal for seals in index.seals.values() for _, seal in seals]
-    for published in published_seal_hashes:
-        problem = published_seal_problem(published, every_seal, series="the archive")
+    published = list(published_seal_hashes)
+    # Each seal hashed once, however many hashes were published; not at all when none was.
+    every_hash = (
+        {seal_hash(seal) for seals in index.seals.values() for _, seal in seals} if published else set()
+    )
+    for published_hash in published:
+        problem = published_seal_problem(published_hash, every_hash, series="the archive")
         problems.extend([problem] if problem else [])
     unique = {(problem.kind, problem.path): problem for problem in reversed(problems)}
     return sorted(unique.values(), key=lambda p: (p.path or "", p.kind, p.message))
@@ -290,18 +294,35 @@ def current_records(
     records, and a file that differs from its record is reported by :func:`check_evidence` whether or
     not it was sealed.
     """
-    index = _index(view, keyring)
-    series = (workspace_gid, filter_series(filters))
-    return [
-        record
-        for file, record in sorted(index.records.items())
-        if index.files.get(file) == series and not index.later(record)
-    ]
+    return series_state(view, keyring)(workspace_gid, filters)[0]
 
 
 def newest_seal(
     view: ArchiveView, keyring: Keyring, *, workspace_gid: str, filters: Mapping[str, str | None]
 ) -> Seal | None:
     """The valid seal of a series with the highest number, or ``None`` when it has none."""
-    seals = _index(view, keyring).seals.get((workspace_gid, filter_series(filters)), [])
-    return max(seals, key=lambda item: (item[1].sequence, item[0]))[1] if seals else None
+    return series_state(view, keyring)(workspace_gid, filters)[1]
+
+
+def series_state(
+    view: ArchiveView, keyring: Keyring
+) -> Callable[[str, Mapping[str, str | None]], tuple[list[Record], Seal | None]]:
+    """
+    Read the archive's records and seals once; return what gives, for any series (its workspace and
+    filters), its :func:`current_records` and its :func:`newest_seal`. Sealing every series of an
+    archive needs both for each, and each reads every record and seal.
+    """
+    index = _index(view, keyring)
+
+    def state(workspace_gid: str, filters: Mapping[str, str | None]) -> tuple[list[Record], Seal | None]:
+        series = (workspace_gid, filter_series(filters))
+        records = [
+            record
+            for file, record in sorted(index.records.items())
+            if index.files.get(file) == series and not index.later(record)
+        ]
+        seals = index.seals.get(series, [])
+        newest = max(seals, key=lambda item: (item[1].sequence, item[0]))[1] if seals else None
+        return records, newest
+
+    return state

@@ -7,7 +7,7 @@ the archive still hold what the newest seal covers (or later versions of it).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from airflow_provider_asana_audit.evidence.problems import (
     INTERVAL_REMOVED,
@@ -34,10 +34,13 @@ def supersedes_transitively(record: Record, ancestor: str, history: Mapping[str,
     return False
 
 
-def published_seal_problem(published: str, seals: Iterable[Seal], *, series: str) -> EvidenceProblem | None:
-    """A problem when the seal hash ``published`` is not among ``seals``; ``None`` when it is."""
-    found = [seal for seal in seals if seal_hash(seal) == published]
-    if found:
+def published_seal_problem(published: str, hashes: Collection[str], *, series: str) -> EvidenceProblem | None:
+    """
+    A problem when the seal hash ``published`` is not among ``hashes`` (the :func:`seal_hash` of each seal,
+    computed once by the caller: a seal covers every interval of its series, so hashing is not cheap);
+    ``None`` when it is.
+    """
+    if published in hashes:
         return None
     return EvidenceProblem(
         SEAL_UNPUBLISHED_MISMATCH,
@@ -69,6 +72,7 @@ def audit_seals(
     problems: list[EvidenceProblem] = []
     ordered = sorted(seals, key=lambda item: (item[1].sequence, item[0]))
     expected_sequence, expected_previous = 1, None
+    hashes: list[str] = []
     for path, seal in ordered:
         if seal.sequence != expected_sequence or seal.previous != expected_previous:
             problems.append(
@@ -79,10 +83,11 @@ def audit_seals(
                     path,
                 )
             )
-        expected_sequence, expected_previous = seal.sequence + 1, seal_hash(seal)
+        hashes.append(seal_hash(seal))
+        expected_sequence, expected_previous = seal.sequence + 1, hashes[-1]
     if published is not None and ordered:
         series = f"workspace {ordered[0][1].workspace_gid}, series {ordered[0][1].series}"
-        problem = published_seal_problem(published, (seal for _, seal in ordered), series=series)
+        problem = published_seal_problem(published, hashes, series=series)
         problems.extend([problem] if problem else [])
     if not ordered:
         return problems

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook, ObjectStoragePath
 
-from airflow_provider_asana_audit.evidence.check import current_records, newest_seal
+from airflow_provider_asana_audit.evidence.check import series_state
 from airflow_provider_asana_audit.evidence.keys import Keyring, SigningKey
 from airflow_provider_asana_audit.evidence.paths import evidence_entry, filter_series, record_path
 from airflow_provider_asana_audit.evidence.records import Record, record_objects, record_sha256, sign_manifest
@@ -153,9 +153,9 @@ def seal_archive(
             continue  # the check reports it; current_records leaves it out
         series.setdefault((record.workspace_gid, filter_series(record.filters)), dict(record.filters))
     written: list[SealWritten] = []
+    state = series_state(archive, ring)  # every record and seal read once, for all the series
     for (workspace_gid, _), filters in sorted(series.items()):
-        records = current_records(archive, ring, workspace_gid=workspace_gid, filters=filters)
-        previous = newest_seal(archive, ring, workspace_gid=workspace_gid, filters=filters)
+        records, previous = state(workspace_gid, filters)
         if previous is not None and {i.record for i in previous.covered} == {
             record_sha256(r) for r in records
         }:

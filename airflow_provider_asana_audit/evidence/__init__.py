@@ -36,6 +36,7 @@ from airflow_provider_asana_audit.evidence.seal_audit import audit_seals
 from airflow_provider_asana_audit.evidence.seals import (
     Seal,
     SealedInterval,
+    SealLink,
     make_seal,
     merkle_root,
     seal_hash,
@@ -59,6 +60,7 @@ __all__ = [
     "PublicKey",
     "Record",
     "Seal",
+    "SealLink",
     "SealedInterval",
     "SigningKey",
     "StorageArchive",

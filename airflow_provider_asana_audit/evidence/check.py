@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 
 from airflow_provider_asana_audit.evidence.canonical import sha256_hex
 from airflow_provider_asana_audit.evidence.keys import Keyring
-from airflow_provider_asana_audit.evidence.paths import SEALS_DIR, evidence_entry, filter_series, record_path
+from airflow_provider_asana_audit.evidence.paths import (
+    SEALS_DIR,
+    EvidenceEntry,
+    evidence_entry,
+    filter_series,
+    record_path,
+)
 from airflow_provider_asana_audit.evidence.problems import (
     INTERVAL_REMOVED,
     RECORD_MISMATCH,
@@ -31,7 +37,7 @@ from airflow_provider_asana_audit.evidence.problems import (
 )
 from airflow_provider_asana_audit.evidence.records import Record, record_sha256, verify_record
 from airflow_provider_asana_audit.evidence.seal_audit import audit_seals, published_seal_problem
-from airflow_provider_asana_audit.evidence.seals import Seal, seal_hash, verify_seal
+from airflow_provider_asana_audit.evidence.seals import Seal, SealLink, verify_seal
 from airflow_provider_asana_audit.evidence.view import ArchiveView
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogSignatureError
 from airflow_provider_asana_audit.layout import MANIFEST_SUFFIX, layout_entry
@@ -52,7 +58,11 @@ class _Index:
     records: dict[str, Record] = field(default_factory=dict)
     unusable_records: set[str] = field(default_factory=set)
     history: dict[str, Record] = field(default_factory=dict)
-    seals: dict[SeriesKey, list[tuple[str, Seal]]] = field(default_factory=lambda: defaultdict(list))
+    #: Records whose signatures were checked, by their stored bytes.
+    verified: dict[bytes, Record] = field(default_factory=dict)
+    seals: dict[SeriesKey, list[SealLink]] = field(default_factory=lambda: defaultdict(list))
+    #: The newest valid seal of each series, whole.
+    newest: dict[SeriesKey, Seal] = field(default_factory=dict)
     problems: list[EvidenceProblem] = field(default_factory=list)
     _successors: dict[str, list[Record]] | None = None
 
@@ -73,8 +83,11 @@ def _signature_problem(err: AsanaAuditLogSignatureError, path: str) -> EvidenceP
 
 
 def _read_record(view: ArchiveView, keyring: Keyring, path: str, index: _Index) -> Record | None:
+    data = view.read_bytes(path)
+    if data in index.verified:  # a file's current record is also kept, byte for byte, in its history
+        return index.verified[data]
     try:
-        record = Record.from_json(view.read_bytes(path))
+        record = Record.from_json(data)
         verify_record(record, keyring)
     except ValueError as err:
         index.problems.append(EvidenceProblem(SIGNATURE_BAD, f"The record {path} {err}", path))
@@ -83,11 +96,13 @@ def _read_record(view: ArchiveView, keyring: Keyring, path: str, index: _Index) 
         index.problems.append(_signature_problem(err, path))
         return None
     index.history[record_sha256(record)] = record
+    index.verified[data] = record
     return record
 
 
 def _index(view: ArchiveView, keyring: Keyring) -> _Index:
     index = _Index()
+    seals: list[tuple[str, EvidenceEntry]] = []
     for path in view.list():
         layout = layout_entry(path)
         if layout is not None and layout.kind == "file":
@@ -114,31 +129,58 @@ def _index(view: ArchiveView, keyring: Keyring) -> _Index:
             else:
                 index.records[entry.file] = record
         elif entry.kind == "seal":
-            try:
-                seal = Seal.from_json(view.read_bytes(path))
-                verify_seal(seal, keyring, where=path)
-            except ValueError as err:
-                index.problems.append(EvidenceProblem(SIGNATURE_BAD, f"The seal {path} {err}", path))
-                continue
-            except AsanaAuditLogSignatureError as err:
-                index.problems.append(_signature_problem(err, path))
-                continue
-            if (seal.workspace_gid, seal.series, seal.sequence) != (
-                entry.workspace_gid,
-                entry.series,
-                entry.sequence,
-            ):
-                index.problems.append(
-                    EvidenceProblem(
-                        SEAL_CHAIN_BROKEN,
-                        f"The seal {path} is seal {seal.sequence} of workspace {seal.workspace_gid}, series "
-                        f"{seal.series}: it was moved from elsewhere",
-                        path,
-                    )
-                )
-                continue
-            index.seals[(seal.workspace_gid, seal.series)].append((path, seal))
+            seals.append((path, entry))
+    _read_seals(view, keyring, seals, index)
     return index
+
+
+def _read_seals(
+    view: ArchiveView, keyring: Keyring, entries: Iterable[tuple[str, EvidenceEntry]], index: _Index
+) -> None:
+    """
+    Read the seals, newest first, into ``index``. The newest seal of each series is verified in full
+    (signature, key, Merkle root) and kept whole. An older seal whose stored bytes hash to the
+    ``previous`` of a seal already verified or vouched for is vouched for by that seal's signature, as
+    the chain intends: only its link is read, so that a year of daily seals, each listing every interval
+    of its series, is neither verified nor held in memory 365 times. Any other seal (one the chain does
+    not reach, or whose bytes differ) is verified in full, so that what is wrong with it is reported.
+    """
+    vouched: set[str] = set()
+    for path, entry in sorted(entries, key=lambda item: (item[1].sequence or 0, item[0]), reverse=True):
+        data = view.read_bytes(path)
+        seal: Seal | None = None
+        try:
+            link = SealLink.from_json(data, path=path)
+            if link.hash not in vouched:
+                seal = Seal.from_json(data)
+                verify_seal(seal, keyring, where=path)
+                link = SealLink.of(seal, path=path)
+        except ValueError as err:
+            index.problems.append(EvidenceProblem(SIGNATURE_BAD, f"The seal {path} {err}", path))
+            continue
+        except AsanaAuditLogSignatureError as err:
+            index.problems.append(_signature_problem(err, path))
+            continue
+        if (link.workspace_gid, link.series, link.sequence) != (
+            entry.workspace_gid,
+            entry.series,
+            entry.sequence,
+        ):
+            index.problems.append(
+                EvidenceProblem(
+                    SEAL_CHAIN_BROKEN,
+                    f"The seal {path} is seal {link.sequence} of workspace {link.workspace_gid}, series "
+                    f"{link.series}: it was moved from elsewhere",
+                    path,
+                )
+            )
+            continue
+        series = (link.workspace_gid, link.series)
+        index.seals[series].append(link)
+        if seal is not None and series not in index.newest:
+            index.newest[series] = seal
+        if link.previous is not None:
+            vouched.add(link.previous)
 
 
 def _digest(view: ArchiveView, path: str) -> tuple[str, int]:
@@ -272,13 +314,17 @@ def check_evidence(
             if (record.workspace_gid, filter_series(record.filters)) == (gid, name)
         }
         files = {path for path, key in index.files.items() if key == (gid, name)}
-        problems.extend(audit_seals(seals=seals, current=current, history=index.history, files=files))
-    published = list(published_seal_hashes)
-    # Each seal hashed once, however many hashes were published; not at all when none was.
-    every_hash = (
-        {seal_hash(seal) for seals in index.seals.values() for _, seal in seals} if published else set()
-    )
-    for published_hash in published:
+        problems.extend(
+            audit_seals(
+                chain=seals,
+                newest=index.newest[(gid, name)],
+                current=current,
+                history=index.history,
+                files=files,
+            )
+        )
+    every_hash = {link.hash for links in index.seals.values() for link in links}
+    for published_hash in published_seal_hashes:
         problem = published_seal_problem(published_hash, every_hash, series="the archive")
         problems.extend([problem] if problem else [])
     unique = {(problem.kind, problem.path): problem for problem in reversed(problems)}
@@ -321,8 +367,6 @@ def series_state(
             for file, record in sorted(index.records.items())
             if index.files.get(file) == series and not index.later(record)
         ]
-        seals = index.seals.get(series, [])
-        newest = max(seals, key=lambda item: (item[1].sequence, item[0]))[1] if seals else None
-        return records, newest
+        return records, index.newest.get(series)
 
     return state

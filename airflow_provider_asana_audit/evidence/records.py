@@ -13,6 +13,7 @@ so a late-event re-export is a new link, and an older version put back is not th
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -82,7 +83,12 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON object."""
-        return {"type": RECORD_TYPE, **asdict(self)}
+        # Built by hand: asdict deep-copies field by field, and the check reads a record per export.
+        value: dict[str, Any] = {"type": RECORD_TYPE}
+        value.update((field.name, getattr(self, field.name)) for field in fields(self))
+        value["filters"] = dict(self.filters)
+        value["exported_by"] = copy.deepcopy(self.exported_by)
+        return value
 
     def signed_bytes(self) -> builtins.bytes:
         """What is signed: the canonical JSON of the record without its ``signature``."""

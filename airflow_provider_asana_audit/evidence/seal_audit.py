@@ -17,7 +17,7 @@ from airflow_provider_asana_audit.evidence.problems import (
     EvidenceProblem,
 )
 from airflow_provider_asana_audit.evidence.records import Record, record_sha256
-from airflow_provider_asana_audit.evidence.seals import Seal, seal_hash
+from airflow_provider_asana_audit.evidence.seals import Seal, SealLink
 
 __all__ = ["audit_seals", "published_seal_problem", "supersedes_transitively"]
 
@@ -37,8 +37,7 @@ def supersedes_transitively(record: Record, ancestor: str, history: Mapping[str,
 def published_seal_problem(published: str, hashes: Collection[str], *, series: str) -> EvidenceProblem | None:
     """
     A problem when the seal hash ``published`` is not among ``hashes`` (the :func:`seal_hash` of each seal,
-    computed once by the caller: a seal covers every interval of its series, so hashing is not cheap);
-    ``None`` when it is.
+    as its :class:`~.seals.SealLink` holds it); ``None`` when it is.
     """
     if published in hashes:
         return None
@@ -51,7 +50,8 @@ def published_seal_problem(published: str, hashes: Collection[str], *, series: s
 
 def audit_seals(
     *,
-    seals: Sequence[tuple[str, Seal]],
+    chain: Sequence[SealLink],
+    newest: Seal,
     current: Mapping[str, Record],
     history: Mapping[str, Record],
     files: Collection[str],
@@ -64,34 +64,32 @@ def audit_seals(
     and, against the newest seal, intervals whose file is gone and intervals whose current record is
     neither the sealed one nor a later version of it (through ``history``).
 
-    :param seals: the series' seals with their paths below the base.
+    :param chain: the links of the series' seals (their signatures checked, or vouched for by the hash a
+        checked seal names).
+    :param newest: the seal of the chain's last link (the highest number), read whole.
     :param current: the valid current records of the series, by file path.
     :param history: every valid record found, by :func:`record_sha256`.
     :param files: the export files present, by path below the base.
     """
     problems: list[EvidenceProblem] = []
-    ordered = sorted(seals, key=lambda item: (item[1].sequence, item[0]))
+    ordered = sorted(chain, key=lambda link: (link.sequence, link.path))
     expected_sequence, expected_previous = 1, None
-    hashes: list[str] = []
-    for path, seal in ordered:
-        if seal.sequence != expected_sequence or seal.previous != expected_previous:
+    for link in ordered:
+        if link.sequence != expected_sequence or link.previous != expected_previous:
             problems.append(
                 EvidenceProblem(
                     SEAL_CHAIN_BROKEN,
-                    f"The seal {path} is number {seal.sequence} but does not follow seal "
+                    f"The seal {link.path} is number {link.sequence} but does not follow seal "
                     f"{expected_sequence - 1} of the chain: seals were deleted, replaced or forked",
-                    path,
+                    link.path,
                 )
             )
-        hashes.append(seal_hash(seal))
-        expected_sequence, expected_previous = seal.sequence + 1, hashes[-1]
-    if published is not None and ordered:
-        series = f"workspace {ordered[0][1].workspace_gid}, series {ordered[0][1].series}"
-        problem = published_seal_problem(published, hashes, series=series)
+        expected_sequence, expected_previous = link.sequence + 1, link.hash
+    if published is not None:
+        series = f"workspace {newest.workspace_gid}, series {newest.series}"
+        problem = published_seal_problem(published, {link.hash for link in ordered}, series=series)
         problems.extend([problem] if problem else [])
-    if not ordered:
-        return problems
-    newest_path, newest = ordered[-1]
+    newest_path = ordered[-1].path
     for interval in newest.covered:
         record = current.get(interval.path)
         where = f"[{interval.start_at}, {interval.end_at})"

@@ -15,6 +15,7 @@ with its seals.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ __all__ = [
     "SEAL_TYPE",
     "SEAL_VERSION",
     "Seal",
+    "SealLink",
     "SealedInterval",
     "make_seal",
     "merkle_root",
@@ -126,6 +128,55 @@ class Seal:
         ):
             raise ValueError("has a sequence that is not an integer, or fields that are not strings")
         return seal
+
+
+@dataclass(frozen=True)
+class SealLink:
+    """
+    A seal's place in its series' chain, without the intervals it covers: all that checking the chain
+    needs of every seal but the newest.
+
+    :param path: where the seal is stored, below the base.
+    :param hash: its :func:`seal_hash`.
+    """
+
+    path: str
+    workspace_gid: str
+    series: str
+    sequence: int
+    previous: str | None
+    hash: str
+
+    @classmethod
+    def of(cls, seal: Seal, *, path: str) -> SealLink:
+        """The link of a seal that was read and verified."""
+        return cls(path, seal.workspace_gid, seal.series, seal.sequence, seal.previous, seal_hash(seal))
+
+    @classmethod
+    def from_json(cls, data: bytes, *, path: str) -> SealLink:
+        """
+        The link of a stored seal, read without checking it; its ``hash`` is that of the stored bytes,
+        the seal's :func:`seal_hash` when it is stored as written (:meth:`Seal.to_json`). Trust it only
+        when a verified seal names that hash as its ``previous``: then these are the bytes that were
+        sealed, and the signature of the seal naming them vouches for them.
+
+        :raises ValueError: when it has not the fields of a seal.
+        """
+        try:
+            value = json.loads(data)
+            link = cls(
+                path,
+                value["workspace_gid"],
+                value["series"],
+                value["sequence"],
+                value["previous"],
+                sha256_hex(data.removesuffix(b"\n")),
+            )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"is not a seal ({err!r})") from None
+        if not isinstance(link.sequence, int) or not isinstance(link.previous, (str, type(None))):
+            raise ValueError("is not a seal (its sequence or previous is of the wrong type)")
+        return link
 
 
 def merkle_root(leaves: Iterable[tuple[str, str]]) -> str:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pytest_mock import MockerFixture
 
 from airflow_provider_asana_audit.evidence import (
     EVIDENCE_PROBLEM_KINDS,
@@ -29,6 +30,7 @@ from airflow_provider_asana_audit.evidence import (
     seal_hash,
     sign_record,
 )
+from airflow_provider_asana_audit.evidence import check as check_module
 from airflow_provider_asana_audit.evidence.records import Record
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogConfigError
 from airflow_provider_asana_audit.layout import MANIFEST_SUFFIX
@@ -224,6 +226,38 @@ def test_the_newest_seal_edited(built: Built) -> None:
     value["covered"] = value["covered"][1:]
     newest.write_bytes(json.dumps(value).encode())
     assert archive.found() == [("signature_bad", newest.relative_to(archive.base).as_posix())]
+
+
+def test_an_older_seal_edited_is_verified_and_breaks_the_chain(built: Built) -> None:
+    archive = built.archive
+    archive.seal(at=DAY0 + timedelta(days=7))
+    _first, second, newest = (path.relative_to(archive.base).as_posix() for path in archive.seal_files())
+    value = json.loads(archive.read(second))
+    value["covered"] = value["covered"][1:]
+    archive.write(second, json.dumps(value).encode())
+    # Its bytes no longer have the hash the newest seal names, so it is verified in full.
+    assert archive.found() == [("signature_bad", second), ("seal_chain_broken", newest)]
+
+
+def test_an_older_seal_stored_in_another_form_is_no_problem(built: Built) -> None:
+    archive = built.archive
+    older = archive.seal_files()[0].relative_to(archive.base).as_posix()
+    archive.write(older, json.dumps(json.loads(archive.read(older)), indent=2).encode())
+    assert archive.found(published=(seal_hash(built.seals[0]), seal_hash(built.seals[-1]))) == []
+
+
+def test_only_the_newest_seal_is_verified_the_chain_vouches_for_the_rest(
+    built: Built, mocker: MockerFixture
+) -> None:
+    archive = built.archive
+    for day in range(3):
+        archive.seal(at=DAY0 + timedelta(days=7 + day))
+    verified = mocker.spy(check_module, "verify_seal")
+    assert archive.found(published=tuple(seal_hash(seal) for seal in built.seals)) == []
+    assert len(archive.seal_files()) == 5
+    assert [call.kwargs["where"] for call in verified.call_args_list] == [
+        archive.seal_files()[-1].relative_to(archive.base).as_posix()
+    ]
 
 
 @pytest.mark.parametrize("deleted", [1, 2])

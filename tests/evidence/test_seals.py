@@ -6,13 +6,16 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from airflow_provider_asana_audit.evidence import (
+    EvidenceProblem,
     Keyring,
     Record,
     Seal,
+    SealLink,
     SigningKey,
     audit_seals,
     make_seal,
@@ -138,6 +141,12 @@ def test_an_edited_seal_fails() -> None:
         Seal.from_json(json.dumps({**value, "extra": 1}))
 
 
+def _audit(*, seals: list[tuple[str, Seal]], **kwargs: Any) -> list[EvidenceProblem]:
+    """:func:`audit_seals` as the check calls it: every seal's link, and the newest seal whole."""
+    newest = max(seals, key=lambda item: (item[1].sequence, item[0]))[1]
+    return audit_seals(chain=[SealLink.of(seal, path=path) for path, seal in seals], newest=newest, **kwargs)
+
+
 def test_the_audit_of_an_archive_against_its_seals() -> None:
     records = {day: _record(day) for day in range(3)}
     first = _seal(list(records.values()))
@@ -148,35 +157,33 @@ def test_the_audit_of_an_archive_against_its_seals() -> None:
     files = {r.path for r in records.values()}
     current = {r.path: r for r in (records[0], late, records[2])}
 
-    assert audit_seals(seals=seals, current=current, history=history, files=files) == []
+    assert _audit(seals=seals, current=current, history=history, files=files) == []
     # A later re-export than the newest seal's, chained to it, is no problem.
     later = _record(1, events=7, supersedes=late)
     later_history = {**history, record_sha256(later): later}
     assert (
-        audit_seals(seals=seals, current={**current, late.path: later}, history=later_history, files=files)
-        == []
+        _audit(seals=seals, current={**current, late.path: later}, history=later_history, files=files) == []
     )
     # An older version in place of the sealed one is.
     rolled_back = {**current, late.path: records[1]}
-    found = audit_seals(seals=seals, current=rolled_back, history=history, files=files)
+    found = _audit(seals=seals, current=rolled_back, history=history, files=files)
     assert [(p.kind, p.path) for p in found] == [("version_rolled_back", late.path)]
     # A sealed interval whose file is gone.
-    found = audit_seals(seals=seals, current=current, history=history, files=files - {records[2].path})
+    found = _audit(seals=seals, current=current, history=history, files=files - {records[2].path})
     assert [(p.kind, p.path) for p in found] == [("interval_removed", records[2].path)]
     # The first seal gone: the chain no longer starts at 1.
-    found = audit_seals(seals=seals[1:], current=current, history=history, files=files)
+    found = _audit(seals=seals[1:], current=current, history=history, files=files)
     assert [(p.kind, p.path) for p in found] == [("seal_chain_broken", "s2")]
     # The newest seal gone: only a published hash tells.
-    assert audit_seals(seals=seals[:1], current=current, history=history, files=files) == []
-    found = audit_seals(
+    assert _audit(seals=seals[:1], current=current, history=history, files=files) == []
+    found = _audit(
         seals=seals[:1], current=current, history=history, files=files, published=seal_hash(second)
     )
     assert [p.kind for p in found] == ["seal_unpublished_mismatch"]
     assert (
-        audit_seals(seals=seals, current=current, history=history, files=files, published=seal_hash(second))
-        == []
+        _audit(seals=seals, current=current, history=history, files=files, published=seal_hash(second)) == []
     )
     # A forked chain: two seals numbered 2.
     fork = replace(second, sealed_at="2026-12-01T00:00:00.000Z")
-    found = audit_seals(seals=[*seals, ("s2b", fork)], current=current, history=history, files=files)
+    found = _audit(seals=[*seals, ("s2b", fork)], current=current, history=history, files=files)
     assert [p.kind for p in found] == ["seal_chain_broken"]

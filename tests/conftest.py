@@ -10,6 +10,7 @@ ask for the ``airflow_db`` fixture, which migrates it once per session; tests th
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "standin(**options): the FakeAsana options of the standin (or fake) fixture"
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Each test process (each xdist worker too) made its own home; none is left behind.
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture

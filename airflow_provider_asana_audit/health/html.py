@@ -57,8 +57,10 @@ vertical-align:top}code{font:12px ui-monospace,monospace;background:#f5f5f5;padd
 svg text{font:11px system-ui,sans-serif;fill:#616161}
 """
 
-# Arrow keys move between the cells of one calendar: left and right a day, up and down a week; Home and
-# End to its first and last day. Focusing or hovering a cell shows its details in the panel.
+# A calendar is one Tab stop (a roving tabindex: only the cell last focused has tabindex 0), so that a
+# year of days does not stand between the keyboard and the rest of the page. Arrow keys move between its
+# cells: left and right a day, up and down a week; Home and End to its first and last day. Focusing or
+# hovering a cell shows its details in the panel.
 _SCRIPT = """
 (function(){
 var panel=document.getElementById("details");
@@ -79,7 +81,11 @@ document.addEventListener("click",function(e){
 document.querySelectorAll("[role=grid]").forEach(function(grid){
   var cells=Array.prototype.slice.call(grid.querySelectorAll("[role=gridcell]"));
   cells.forEach(function(cell,i){
-    cell.addEventListener("focus",function(){show(cell);});
+    cell.addEventListener("focus",function(){
+      cells.forEach(function(other){other.tabIndex=-1;});
+      cell.tabIndex=0;
+      show(cell);
+    });
     cell.addEventListener("mouseenter",function(){show(cell);});
     cell.addEventListener("keydown",function(e){
       var to={ArrowLeft:i-1,ArrowRight:i+1,ArrowUp:i-7,ArrowDown:i+7,Home:0,End:cells.length-1}[e.key];
@@ -179,7 +185,7 @@ def _series(series: SeriesHealth, key: str, run_link: Callable[[str, str], str] 
         f'id="{key}">',
     ]
     month = None
-    for cell in series.cells:
+    for number, cell in enumerate(series.cells):
         name = cell.day.strftime("%Y-%m")
         if name != month:
             if month is not None:
@@ -189,7 +195,7 @@ def _series(series: SeriesHealth, key: str, run_link: Callable[[str, str], str] 
                 f'<div class="month" role="row"><span class="month-name" role="rowheader">{name}</span>'
                 '<div class="days">'
             )
-        parts.append(_cell(cell))
+        parts.append(_cell(cell, tab_stop=number == 0))
     if month is not None:
         parts.append("</div></div>")
     parts.append("</div>")
@@ -223,12 +229,14 @@ def _details(cell: Cell) -> str:
     return "\n".join(lines)
 
 
-def _cell(cell: Cell) -> str:
+def _cell(cell: Cell, *, tab_stop: bool) -> str:
+    """One day; ``tab_stop`` for the calendar's first, the one Tab reaches (the script moves it)."""
     classes = ["cell"] + (["expiring"] if cell.expiring else []) + (["drop-off"] if cell.drop_off else [])
     details = _details(cell)
     summary = details.split("\n", 1)[0]
     return (
-        f'<span role="gridcell" tabindex="0" class="{" ".join(classes)}" data-state="{cell.state}" '
+        f'<span role="gridcell" tabindex="{0 if tab_stop else -1}" class="{" ".join(classes)}" '
+        f'data-state="{cell.state}" '
         f'data-day="{cell.day:%Y-%m-%d}" style="background:{_COLOURS[cell.state]}" '
         f'aria-label="{escape(summary)}" title="{escape(details)}" data-details="{escape(details)}"></span>'
     )

@@ -145,7 +145,8 @@ def _states(frame: FrameLocator | Page) -> dict[str, str]:
 def _keyboard_reaches_every_cell(page: Page, frame: FrameLocator) -> None:
     """
     Tab goes from the top of the page to the first day; the right arrow walks the calendar to its last day
-    and the details follow the focus; Home, End and the up and down arrows (a week) jump.
+    and the details follow the focus; Home, End and the up and down arrows (a week) jump; Tab leaves the
+    calendar in one step, and Shift+Tab returns to the day last focused.
     """
     days = frame.locator("[role=gridcell]").evaluate_all("cells => cells.map(c => c.dataset.day)")
     focused = frame.locator("[role=gridcell]:focus")
@@ -173,6 +174,15 @@ def _keyboard_reaches_every_cell(page: Page, frame: FrameLocator) -> None:
     assert at() == days[0]
     page.keyboard.press("End")
     assert at() == days[-1]
+    # The calendar is one Tab stop: Tab from its first day leaves it rather than moving to the second,
+    # and Shift+Tab comes back to the day last focused.
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")
+    assert at() == days[1]
+    page.keyboard.press("Tab")
+    expect(focused).to_have_count(0)
+    page.keyboard.press("Shift+Tab")
+    assert at() == days[1]
 
 
 def _the_report_shows_the_same_cells(

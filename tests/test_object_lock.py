@@ -44,6 +44,8 @@ from airflow_provider_asana_audit.storage.object_lock import (
     locked_move,
 )
 from airflow_provider_asana_audit.testing import FakeAsana
+from airflow_provider_asana_audit.timeutils import format_instant
+from airflow_provider_asana_audit.verify.locks import lock_report
 from tests.helpers.archive import run_verify
 from tests.helpers.exports import midnight
 from tests.helpers.services import Service, aws_connection, s3_client
@@ -188,6 +190,31 @@ def test_an_unlocked_write_to_the_same_bucket_reports_no_lock(s3: Any, prefix: s
     target = _path(LOCKED, f"{prefix}/day.jsonl.gz")
     _write(target, DATA, None)
     assert lock_status(target) == LockStatus(mode=None, retain_until=None)
+
+
+def test_the_lock_report_reads_every_file_of_a_mixed_folder_each_its_own(s3: Any, prefix: str) -> None:
+    # More files than HEAD requests in flight, every third unlocked, each locked one for its own days: a
+    # row given another file's retention would show.
+    files = [f"day-{number:02d}.jsonl" for number in range(40)]
+    until: dict[str, datetime] = {}
+    for number, name in enumerate(files):
+        extra: dict[str, Any] = {}
+        if number % 3:
+            until[name] = (datetime.now(timezone.utc) + timedelta(days=1 + number)).replace(microsecond=0)
+            extra = {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": until[name]}
+        s3.put_object(Bucket=LOCKED, Key=f"{prefix}/{name}", Body=DATA, ChecksumAlgorithm="SHA256", **extra)
+
+    report = lock_report(_path(LOCKED, prefix), reversed(files))
+
+    assert report is not None
+    assert (report["locked"], report["unlocked"]) == (len(until), len(files) - len(until))
+    assert [row["path"] for row in report["files"]] == files
+    for row in report["files"]:
+        expected = until.get(row["path"])
+        assert row["mode"] == ("GOVERNANCE" if expected else None), row
+        assert row["retain_until"] == (format_instant(expected) if expected else None), row
+    assert report["earliest_retain_until"] == format_instant(min(until.values()))
+    assert lock_report(_path(LOCKED, prefix), []) is None
 
 
 @pytest.mark.parametrize("mode", ["COMPLIANCE", "GOVERNANCE"])

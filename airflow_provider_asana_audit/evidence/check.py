@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from airflow_provider_asana_audit.evidence.canonical import sha256_hex
@@ -37,12 +37,12 @@ from airflow_provider_asana_audit.evidence.problems import (
 )
 from airflow_provider_asana_audit.evidence.records import Record, record_sha256, verify_record
 from airflow_provider_asana_audit.evidence.seal_audit import audit_seals, published_seal_problem
-from airflow_provider_asana_audit.evidence.seals import Seal, SealLink, verify_seal
+from airflow_provider_asana_audit.evidence.seals import Seal, SealLink, stored_seal_hash, verify_seal
 from airflow_provider_asana_audit.evidence.view import ArchiveView
 from airflow_provider_asana_audit.exceptions import AsanaAuditLogSignatureError
 from airflow_provider_asana_audit.layout import MANIFEST_SUFFIX, layout_entry
 
-__all__ = ["check_evidence", "current_records", "newest_seal", "series_state"]
+__all__ = ["SeriesState", "check_evidence", "current_records", "newest_seal", "series_state"]
 
 _CHUNK = 1 << 20
 
@@ -63,6 +63,8 @@ class _Index:
     seals: dict[SeriesKey, list[SealLink]] = field(default_factory=lambda: defaultdict(list))
     #: The newest valid seal of each series, whole.
     newest: dict[SeriesKey, Seal] = field(default_factory=dict)
+    #: The filters of each series that has a readable current record, its signature good or not.
+    filters: dict[SeriesKey, dict[str, str | None]] = field(default_factory=dict)
     problems: list[EvidenceProblem] = field(default_factory=list)
     _successors: dict[str, list[Record]] | None = None
 
@@ -82,16 +84,22 @@ def _signature_problem(err: AsanaAuditLogSignatureError, path: str) -> EvidenceP
     return EvidenceProblem(err.kind, f"{err} ({path})", path)
 
 
-def _read_record(view: ArchiveView, keyring: Keyring, path: str, index: _Index) -> Record | None:
+def _read_record(
+    view: ArchiveView, keyring: Keyring, path: str, index: _Index, *, current: bool
+) -> Record | None:
     data = view.read_bytes(path)
-    if data in index.verified:  # a file's current record is also kept, byte for byte, in its history
-        return index.verified[data]
+    known = index.verified.get(data)  # a file's current record is also kept, byte for byte, in its history
     try:
-        record = Record.from_json(data)
-        verify_record(record, keyring)
+        record = known or Record.from_json(data)
     except ValueError as err:
         index.problems.append(EvidenceProblem(SIGNATURE_BAD, f"The record {path} {err}", path))
         return None
+    if current:
+        index.filters.setdefault((record.workspace_gid, filter_series(record.filters)), dict(record.filters))
+    if known is not None:
+        return known
+    try:
+        verify_record(record, keyring)
     except AsanaAuditLogSignatureError as err:
         index.problems.append(_signature_problem(err, path))
         return None
@@ -112,8 +120,9 @@ def _index(view: ArchiveView, keyring: Keyring) -> _Index:
         if entry is None:
             continue
         if entry.kind in ("record", "history"):
-            record = _read_record(view, keyring, path, index)
-            if entry.kind == "history" or entry.file is None:
+            current = entry.kind == "record" and entry.file is not None
+            record = _read_record(view, keyring, path, index, current=current)
+            if not current or entry.file is None:
                 continue
             if record is None:
                 index.unusable_records.add(entry.file)
@@ -148,10 +157,12 @@ def _read_seals(
     vouched: set[str] = set()
     for path, entry in sorted(entries, key=lambda item: (item[1].sequence or 0, item[0]), reverse=True):
         data = view.read_bytes(path)
+        stored_hash = stored_seal_hash(data)
         seal: Seal | None = None
         try:
-            link = SealLink.from_json(data, path=path)
-            if link.hash not in vouched:
+            if stored_hash in vouched:
+                link = SealLink.from_json(data, path=path, stored_hash=stored_hash)
+            else:
                 seal = Seal.from_json(data)
                 verify_seal(seal, keyring, where=path)
                 link = SealLink.of(seal, path=path)
@@ -350,17 +361,25 @@ def newest_seal(
     return series_state(view, keyring)(workspace_gid, filters)[1]
 
 
-def series_state(
-    view: ArchiveView, keyring: Keyring
-) -> Callable[[str, Mapping[str, str | None]], tuple[list[Record], Seal | None]]:
-    """
-    Read the archive's records and seals once; return what gives, for any series (its workspace and
-    filters), its :func:`current_records` and its :func:`newest_seal`. Sealing every series of an
-    archive needs both for each, and each reads every record and seal.
-    """
-    index = _index(view, keyring)
+class SeriesState:
+    """What an archive's records and seals say of each series, read once (see :func:`series_state`)."""
 
-    def state(workspace_gid: str, filters: Mapping[str, str | None]) -> tuple[list[Record], Seal | None]:
+    def __init__(self, index: _Index) -> None:
+        self._index = index
+
+    @property
+    def series(self) -> dict[SeriesKey, dict[str, str | None]]:
+        """
+        The filters of each series (workspace gid, series name) that has a readable current record,
+        whether or not its signature is good: sealing such a series must fail rather than skip it.
+        """
+        return dict(self._index.filters)
+
+    def __call__(
+        self, workspace_gid: str, filters: Mapping[str, str | None]
+    ) -> tuple[list[Record], Seal | None]:
+        """The :func:`current_records` and the :func:`newest_seal` of one series."""
+        index = self._index
         series = (workspace_gid, filter_series(filters))
         records = [
             record
@@ -369,4 +388,10 @@ def series_state(
         ]
         return records, index.newest.get(series)
 
-    return state
+
+def series_state(view: ArchiveView, keyring: Keyring) -> SeriesState:
+    """
+    Read the archive's records and seals once, for every series: sealing every series of an archive
+    needs each one's current records and newest seal, and each reads every record and seal.
+    """
+    return SeriesState(_index(view, keyring))

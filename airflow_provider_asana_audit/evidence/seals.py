@@ -39,6 +39,7 @@ __all__ = [
     "merkle_root",
     "seal_hash",
     "seal_objects",
+    "stored_seal_hash",
     "verify_seal",
 ]
 
@@ -153,12 +154,11 @@ class SealLink:
         return cls(path, seal.workspace_gid, seal.series, seal.sequence, seal.previous, seal_hash(seal))
 
     @classmethod
-    def from_json(cls, data: bytes, *, path: str) -> SealLink:
+    def from_json(cls, data: bytes, *, path: str, stored_hash: str) -> SealLink:
         """
-        The link of a stored seal, read without checking it; its ``hash`` is that of the stored bytes,
-        the seal's :func:`seal_hash` when it is stored as written (:meth:`Seal.to_json`). Trust it only
-        when a verified seal names that hash as its ``previous``: then these are the bytes that were
-        sealed, and the signature of the seal naming them vouches for them.
+        The link of a stored seal, read without checking it. Use it only when a verified seal names
+        ``stored_hash`` (:func:`stored_seal_hash` of ``data``) as its ``previous``: then these are the bytes
+        that were sealed, and the signature of the seal naming them vouches for them.
 
         :raises ValueError: when it has not the fields of a seal.
         """
@@ -170,13 +170,21 @@ class SealLink:
                 value["series"],
                 value["sequence"],
                 value["previous"],
-                sha256_hex(data.removesuffix(b"\n")),
+                stored_hash,
             )
         except (KeyError, TypeError) as err:
             raise ValueError(f"is not a seal ({err!r})") from None
         if not isinstance(link.sequence, int) or not isinstance(link.previous, (str, type(None))):
             raise ValueError("is not a seal (its sequence or previous is of the wrong type)")
         return link
+
+
+def stored_seal_hash(data: bytes) -> str:
+    """
+    The hash of a stored seal's bytes: its :func:`seal_hash` when it is stored as written
+    (:meth:`Seal.to_json`, canonical JSON and a newline), another hash when it was rewritten.
+    """
+    return sha256_hex(data.removesuffix(b"\n"))
 
 
 def merkle_root(leaves: Iterable[tuple[str, str]]) -> str:

@@ -14,7 +14,7 @@ from airflow.providers.common.compat.sdk import BaseHook, ObjectStoragePath
 
 from airflow_provider_asana_audit.evidence.check import series_state
 from airflow_provider_asana_audit.evidence.keys import Keyring, SigningKey
-from airflow_provider_asana_audit.evidence.paths import evidence_entry, filter_series, record_path
+from airflow_provider_asana_audit.evidence.paths import record_path
 from airflow_provider_asana_audit.evidence.records import Record, record_objects, record_sha256, sign_manifest
 from airflow_provider_asana_audit.evidence.seals import Seal, make_seal, seal_hash, seal_objects
 from airflow_provider_asana_audit.evidence.view import StorageArchive
@@ -141,20 +141,9 @@ def seal_archive(
     """
     keys = [key.public_key, *(keyring or [])]
     ring = Keyring(keys)
-    archive = StorageArchive(base)
-    series: dict[tuple[str, str], dict[str, str | None]] = {}
-    for path in archive.list():
-        entry = evidence_entry(path)
-        if entry is None or entry.kind != "record" or entry.file is None:
-            continue
-        try:
-            record = Record.from_json(archive.read_bytes(path))
-        except ValueError:
-            continue  # the check reports it; current_records leaves it out
-        series.setdefault((record.workspace_gid, filter_series(record.filters)), dict(record.filters))
+    state = series_state(StorageArchive(base), ring)  # every record and seal read once, for all the series
     written: list[SealWritten] = []
-    state = series_state(archive, ring)  # every record and seal read once, for all the series
-    for (workspace_gid, _), filters in sorted(series.items()):
+    for (workspace_gid, _), filters in sorted(state.series.items()):
         records, previous = state(workspace_gid, filters)
         if previous is not None and {i.record for i in previous.covered} == {
             record_sha256(r) for r in records
